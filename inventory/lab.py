@@ -1,0 +1,43 @@
+"""The local lab (the embedded default target): whatever `make lab-up` started.
+
+Groups: lab_containers (dh1..dhN, systemd-nspawn hosts) and lab_vms (vm1, QEMU).
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+_STATE = Path(os.environ.get("DOCKGUARD_LAB_STATE", "/var/lib/dockguard-lab"))
+
+
+def _hosts(kind):
+    try:
+        hosts = json.loads((_STATE / "hosts.json").read_text())["hosts"]
+    except (OSError, ValueError, KeyError):
+        hosts = {}
+    return [
+        (
+            name,
+            {
+                "ssh_hostname": h["address"],
+                "ssh_port": h["port"],
+                "ssh_user": "root",
+                "ssh_key": str(_STATE / "ssh" / "id_ed25519"),
+                "ssh_known_hosts_file": str(_STATE / "ssh" / "known_hosts"),
+                "ssh_strict_host_key_checking": "yes",
+                "ssh_allow_agent": False,
+                "ssh_look_for_keys": False,
+                "lab_kind": h["kind"],
+            },
+        )
+        for name, h in sorted(hosts.items())
+        if h["kind"] == kind
+    ]
+
+
+lab_containers = _hosts("container")
+lab_vms = _hosts("vm")
+
+if not lab_containers and not lab_vms:
+    print("inventory/lab.py: no lab hosts are running; start them with `make lab-up`", file=sys.stderr)

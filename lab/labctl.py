@@ -1,0 +1,738 @@
+#!/usr/bin/env python3
+"""dockguard lab: real systemd-booted Debian 12 Docker hosts on this machine.
+
+Two kinds of host, both reached over SSH:
+
+* container hosts ``dh1..dhN``: a cached debootstrap root filesystem, booted from an
+  overlay copy with ``systemd-nspawn --boot`` inside its own network namespace,
+  joined to this machine by a veth pair; sshd listens on 10.213.N.2.
+* the VM host ``vm1``: the same root filesystem plus Debian's kernel, made into an
+  ext4 disk image and booted with QEMU; sshd is forwarded to 127.0.0.1:2201.
+
+Everything is built from Debian's archive only. Run as root; stdlib only so it
+works before the project's virtualenv exists.
+
+    labctl.py up [--containers N] [--vm]
+    labctl.py status
+    labctl.py down
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CACHE = Path(os.environ.get("DOCKGUARD_LAB_CACHE", "/var/cache/dockguard-lab"))
+STATE = Path(os.environ.get("DOCKGUARD_LAB_STATE", "/var/lib/dockguard-lab"))
+MIRROR = os.environ.get("DOCKGUARD_LAB_MIRROR", "http://deb.debian.org/debian")
+SUITE = "bookworm"
+SUBNET = "10.213"
+VM_SSH_PORT = 2201
+PREFIX = "dgl"  # prefix of every netns, veth and cgroup this lab makes
+
+PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "sudo",
+    "iproute2", "docker.io", "iptables", "auditd", "lynis", "apparmor",
+    "apparmor-utils", "busybox-static", "ca-certificates", "procps", "kmod",
+    "less", "iputils-ping",
+]  # fmt: skip
+VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
+V1_CONTROLLERS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"]
+
+CGROUP_UNIT = """\
+[Unit]
+Description=dockguard lab: make the cgroup v1 controllers writable for dockerd
+ConditionVirtualization=container
+DefaultDependencies=no
+Before=containerd.service docker.service
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for c in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$c"; done'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# The kernel refuses audit control from a container: say so to systemd, as a
+# distribution does for units that cannot run there, so the host boots clean.
+AUDITD_DROPIN = """\
+[Unit]
+ConditionVirtualization=!container
+"""
+
+SSHD_CONF = """\
+# dockguard lab
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UseDNS no
+"""
+
+SEED_UNIT = """\
+[Unit]
+Description=dockguard lab: per-boot SSH keys from the seed disk
+ConditionVirtualization=!container
+Requires=dev-vdb.device
+After=dev-vdb.device local-fs.target
+Before=ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -ec 'mkdir -p /run/dgseed; mount -o ro /dev/vdb /run/dgseed; \
+  install -m 600 /run/dgseed/ssh/ssh_host_ed25519_key /etc/ssh/; \
+  install -m 644 /run/dgseed/ssh/ssh_host_ed25519_key.pub /etc/ssh/; \
+  install -d -m 700 /root/.ssh; install -m 600 /run/dgseed/authorized_keys /root/.ssh/; \
+  umount /run/dgseed'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+VM_NETWORK = """\
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+"""
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str] | str, check: bool = True, capture: bool = False, **kw) -> subprocess.CompletedProcess:
+    if capture:
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=check, text=True, **kw)
+
+
+def quiet(cmd: list[str] | str) -> bool:
+    """Run a clean-up command that may legitimately fail; say whether it worked."""
+    shell = isinstance(cmd, str)
+    return subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def rootfs_dir() -> Path:
+    """The debootstrap result, keyed by what goes into it; customised in place."""
+    return CACHE / f"rootfs-{_key(SUITE, MIRROR, *PACKAGES)}"
+
+
+def _custom_key() -> str:
+    return _key(CGROUP_UNIT, AUDITD_DROPIN, SSHD_CONF)
+
+
+def vm_dir() -> Path:
+    return CACHE / f"vm-{_key(rootfs_dir().name, _custom_key(), *VM_PACKAGES, SEED_UNIT, VM_NETWORK)}"
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("debootstrap", "systemd-nspawn", "ip", "ssh-keygen") if not shutil.which(t)]
+    if missing:
+        raise SystemExit(f"lab: missing tools {missing}: run `make deps` (apt packages) first")
+
+
+def build_rootfs() -> Path:
+    root = rootfs_dir()
+    if not (root / ".dockguard-complete").exists():
+        ensure_tools()
+        tmp = root.with_name(root.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        log(f"building root filesystem {root.name} with debootstrap (about a minute)")
+        t0 = time.monotonic()
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR],
+            stdout=subprocess.DEVNULL)  # fmt: skip
+        _make_test_image(tmp)
+        run(["chroot", str(tmp), "apt-get", "clean"])
+        (tmp / ".dockguard-complete").write_text(time.strftime("%F %T\n"))
+        tmp.rename(root)
+        log(f"root filesystem built in {time.monotonic() - t0:.0f}s")
+    marker = root / ".dockguard-custom"
+    if not marker.exists() or marker.read_text() != _custom_key():
+        _customise(root)
+        marker.write_text(_custom_key())
+    return root
+
+
+def _customise(root: Path) -> None:
+    """Lab-wide files; each write is a plain overwrite, so this can run again."""
+    for key in (root / "etc/ssh").glob("ssh_host_*"):  # host keys are made per host
+        key.unlink()
+    (root / "etc/ssh/sshd_config.d/dockguard-lab.conf").write_text(SSHD_CONF)
+    (root / "etc/systemd/system/dockguard-lab-cgroups.service").write_text(CGROUP_UNIT)
+    dropin = root / "etc/systemd/system/auditd.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "dockguard-lab.conf").write_text(AUDITD_DROPIN)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "dockguard-lab-cgroups.service"
+    if not link.is_symlink():
+        link.symlink_to("/etc/systemd/system/dockguard-lab-cgroups.service")
+    (root / "etc/machine-id").write_text("")
+    (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+
+
+def _make_test_image(root: Path) -> None:
+    """A tiny container image for tests: no registry is reachable, so tests
+    `docker import` this busybox root (/opt/dockguard-lab/busybox.tar)."""
+    img = root / "opt/dockguard-lab/busybox"
+    (img / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "bin/busybox", img / "bin/busybox")
+    for applet in run([str(img / "bin/busybox"), "--list"], capture=True).stdout.split():
+        if applet != "busybox":
+            (img / "bin" / applet).symlink_to("busybox")
+    for d in ("etc", "tmp", "proc", "sys", "dev"):
+        (img / d).mkdir(exist_ok=True)
+    run(["tar", "-C", str(img), "-cf", str(root / "opt/dockguard-lab/busybox.tar"), "."])
+    shutil.rmtree(img)
+
+
+def build_vm_image() -> Path:
+    out = vm_dir()
+    if (out / ".dockguard-complete").exists():
+        return out
+    root = build_rootfs()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    vroot = out / "root"
+    log("building the VM image: rootfs + Debian kernel (a few minutes)")
+    t0 = time.monotonic()
+    run(["cp", "-a", f"{root}/.", str(vroot)])
+    (vroot / ".dockguard-complete").unlink()
+    (vroot / ".dockguard-custom").unlink()
+    mounts = []
+    try:
+        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("sysfs", "sys", ["-t", "sysfs"]), ("/dev", "dev", ["--bind"])):
+            run(["mount", *opts, src, str(vroot / dst)])
+            mounts.append(vroot / dst)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["chroot", str(vroot), "apt-get", "update", "-qq"], env=env)
+        run(["chroot", str(vroot), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *VM_PACKAGES],
+            env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+        run(["chroot", str(vroot), "apt-get", "clean"])
+    finally:
+        for m in reversed(mounts):
+            quiet(["umount", "-l", str(m)])
+    (vroot / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    (vroot / "etc/hostname").write_text("vm1\n")
+    (vroot / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 vm1\n")
+    (vroot / "etc/systemd/network/10-lab.network").write_text(VM_NETWORK)
+    (vroot / "etc/systemd/system/dockguard-lab-seed.service").write_text(SEED_UNIT)
+    wants = vroot / "etc/systemd/system/multi-user.target.wants"
+    for unit, target in (("systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"),
+                         ("dockguard-lab-seed.service", "/etc/systemd/system/dockguard-lab-seed.service")):
+        link = wants / unit
+        if not link.exists():
+            link.symlink_to(target)
+    kernels = sorted((vroot / "boot").glob("vmlinuz-*"))
+    initrds = sorted((vroot / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise SystemExit("lab: kernel or initrd missing after installing linux-image-amd64")
+    shutil.copy2(kernels[-1], out / "vmlinuz")
+    shutil.copy2(initrds[-1], out / "initrd.img")
+    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(vroot), str(out / "disk.raw"), "4G"])
+    shutil.rmtree(vroot)
+    (out / ".dockguard-complete").write_text(time.strftime("%F %T\n"))
+    log(f"VM image built in {time.monotonic() - t0:.0f}s")
+    return out
+
+
+# --------------------------------------------------------------------------- state
+
+
+def state_file() -> Path:
+    return STATE / "hosts.json"
+
+
+def load_state() -> dict:
+    try:
+        return json.loads(state_file().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"hosts": {}}
+
+
+def save_state(state: dict) -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    tmp = state_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.replace(state_file())
+    write_ssh_config(state)
+
+
+def lab_key() -> Path:
+    key = STATE / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dockguard-lab", "-f", str(key)])
+    return key
+
+
+def known_hosts() -> Path:
+    return STATE / "ssh" / "known_hosts"
+
+
+def write_ssh_config(state: dict) -> None:
+    """An ssh_config for the lab: used by testinfra and by people exploring."""
+    lines = []
+    for name, h in sorted(state["hosts"].items()):
+        lines += [
+            f"Host {name}",
+            f"  HostName {h['address']}",
+            f"  Port {h['port']}",
+            "  User root",
+            f"  IdentityFile {lab_key()}",
+            "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {known_hosts()}",
+            "  StrictHostKeyChecking yes",
+            "  ControlMaster auto",
+            f"  ControlPath {STATE}/ssh/cm-%r@%h:%p",
+            "  ControlPersist 60s",
+            "",
+        ]
+    (STATE / "ssh" / "config").write_text("\n".join(lines))
+
+
+def update_known_hosts(state: dict) -> None:
+    lines = []
+    for h in state["hosts"].values():
+        host = h["address"] if h["port"] == 22 else f"[{h['address']}]:{h['port']}"
+        lines.append(f"{host} {h['host_key']}")
+    known_hosts().write_text("\n".join(sorted(lines)) + "\n")
+
+
+def make_host_key(dest_etc_ssh: Path) -> str:
+    dest_etc_ssh.mkdir(parents=True, exist_ok=True)
+    key = dest_etc_ssh / "ssh_host_ed25519_key"
+    for f in (key, key.with_suffix(".pub")):
+        if f.exists():
+            f.unlink()
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)])
+    return " ".join(key.with_suffix(".pub").read_text().split()[:2])
+
+
+def ssh_argv(h: dict) -> list[str]:
+    return [
+        "ssh", "-i", str(lab_key()), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={known_hosts()}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "ConnectTimeout=3", "-p", str(h["port"]), f"root@{h['address']}",
+    ]  # fmt: skip
+
+
+def wait_ready(name: str, h: dict, timeout: float) -> float:
+    """Wait until sshd answers and systemd reports 'running'. Returns seconds waited."""
+    t0 = time.monotonic()
+    last = ""
+    while time.monotonic() - t0 < timeout:
+        r = subprocess.run(
+            ssh_argv(h) + ["systemctl is-system-running --wait 2>/dev/null || true"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
+        )  # fmt: skip
+        last = (r.stdout.strip() or r.stderr.strip()).splitlines()[-1:] or [""]
+        last = last[0]
+        if r.returncode == 0 and last == "running":
+            return time.monotonic() - t0
+        if r.returncode == 0 and last == "degraded":
+            failed = subprocess.run(ssh_argv(h) + ["systemctl --failed --no-legend --plain"],
+                                    stdout=subprocess.PIPE, text=True).stdout  # fmt: skip
+            raise SystemExit(f"lab: {name} booted degraded; failed units:\n{failed}")
+        time.sleep(0.5)
+    raise SystemExit(f"lab: {name} not ready after {timeout:.0f}s (last: {last!r})")
+
+
+# --------------------------------------------------------------------------- container hosts
+
+
+def cg_path(ctrl: str, name: str | None = None) -> Path:
+    base = Path("/sys/fs/cgroup") / ctrl / PREFIX
+    return base / name if name else base
+
+
+def cgroup_controllers() -> list[str]:
+    return [c for c in V1_CONTROLLERS if (Path("/sys/fs/cgroup") / c).is_dir()]
+
+
+def start_container(n: int, state: dict) -> None:
+    name = f"dh{n}"
+    root = build_rootfs()
+    hdir = STATE / name
+    if hdir.exists():
+        raise SystemExit(f"lab: {hdir} exists; run `make lab-down` first")
+    upper, work, merged = hdir / "upper", hdir / "work", hdir / "root"
+    for d in (upper, work, merged, hdir / "docker", hdir / "containerd"):
+        d.mkdir(parents=True)
+    # Per-host files live in the overlay's upper layer.
+    etc = upper / "etc"
+    etc.mkdir()
+    (etc / "hostname").write_text(f"{name}\n")
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
+    host_key = make_host_key(etc / "ssh")
+    (upper / "root/.ssh").mkdir(parents=True, mode=0o700)
+    auth = upper / "root/.ssh/authorized_keys"
+    auth.write_text(lab_key().with_suffix(".pub").read_text())
+    auth.chmod(0o600)
+    run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={root},upperdir={upper},workdir={work}", str(merged)])
+
+    ns, veth_host = f"{PREFIX}-{name}", f"{PREFIX}{n}h"
+    addr_host, addr = f"{SUBNET}.{n}.1", f"{SUBNET}.{n}.2"
+    run(["ip", "netns", "add", ns])
+    run(["ip", "link", "add", veth_host, "type", "veth", "peer", "name", f"{PREFIX}{n}c"])
+    run(["ip", "link", "set", f"{PREFIX}{n}c", "netns", ns])
+    run(["ip", "-n", ns, "link", "set", f"{PREFIX}{n}c", "name", "eth0"])
+    run(["ip", "addr", "add", f"{addr_host}/24", "dev", veth_host])
+    run(["ip", "link", "set", veth_host, "up"])
+    run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
+    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    run(["ip", "-n", ns, "route", "add", "default", "via", addr_host])
+
+    # Our own cgroup under every v1 controller, so the host's systemd and
+    # dockerd get a subtree of their own; the nspawn process joins it first.
+    cgroups = []
+    for ctrl in cgroup_controllers():
+        p = cg_path(ctrl, name)
+        p.mkdir(parents=True, exist_ok=True)
+        if ctrl == "cpuset":
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                (cg_path(ctrl) / f).write_text((Path("/sys/fs/cgroup/cpuset") / f).read_text())
+                (p / f).write_text((Path("/sys/fs/cgroup/cpuset") / f).read_text())
+        cgroups.append(str(p))
+
+    console = hdir / "console.log"
+    join = "; ".join(f"echo $$ > {c}/cgroup.procs" for c in cgroups)
+    nspawn = (
+        f"{join}; exec systemd-nspawn --boot --register=no --keep-unit --network-namespace-path=/run/netns/{ns} "
+        f"--capability=all --system-call-filter='add_key keyctl bpf' --machine={name} "
+        f"--hostname={name} -D {merged} --bind={hdir}/docker:/var/lib/docker "
+        f"--bind={hdir}/containerd:/var/lib/containerd --console=read-only --resolv-conf=off "
+        f"--timezone=off --link-journal=no"
+    )
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network", SYSTEMD_NSPAWN_TMPFS_TMP="0")
+    with open(console, "w") as out:
+        proc = subprocess.Popen(["sh", "-c", nspawn], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
+    state["hosts"][name] = {
+        "kind": "container", "address": addr, "port": 22, "pid": proc.pid, "netns": ns,
+        "veth": veth_host, "cgroups": cgroups, "dir": str(hdir), "host_key": host_key,
+        "started": time.time(),
+    }  # fmt: skip
+    save_state(state)
+
+
+def stop_container(name: str, h: dict) -> None:
+    pid = h.get("pid")
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)  # nspawn --boot: orderly shutdown of the host
+        _wait_gone(pid, 20)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+    # Anything left in the host's cgroups (dockerd shims, stuck processes).
+    for cg in h.get("cgroups", []):
+        _kill_cgroup(Path(cg))
+    hdir = Path(h["dir"])
+    _umount_below(hdir)
+    for cg in sorted(h.get("cgroups", []), key=len, reverse=True):
+        _rmdir_cgroup(Path(cg))
+    quiet(["ip", "netns", "delete", h["netns"]])
+    quiet(["ip", "link", "delete", h["veth"]])
+    shutil.rmtree(hdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- VM host
+
+
+def start_vm(state: dict) -> None:
+    name = "vm1"
+    img = build_vm_image()
+    if not shutil.which("qemu-system-x86_64"):
+        raise SystemExit("lab: qemu-system-x86_64 missing: run `make deps` first")
+    hdir = STATE / name
+    if hdir.exists():
+        raise SystemExit(f"lab: {hdir} exists; run `make lab-down` first")
+    hdir.mkdir(parents=True)
+    disk = hdir / "disk.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(img / "disk.raw"), "-F", "raw", str(disk)])
+    # Per-boot SSH keys reach the guest on a tiny read-only seed disk (an ext4
+    # made with mkfs.ext4 -d), copied into place by SEED_UNIT before sshd starts.
+    seed = hdir / "seed"
+    host_key = make_host_key(seed / "ssh")
+    shutil.copy2(lab_key().with_suffix(".pub"), seed / "authorized_keys")
+    run(["mkfs.ext4", "-q", "-F", "-L", "dgseed", "-d", str(seed), str(hdir / "seed.img"), "4M"])
+    accel = ["-accel", "kvm", "-accel", "tcg,thread=multi"] if _kvm_usable() else ["-accel", "tcg,thread=multi"]
+    cmd = [
+        "qemu-system-x86_64", *accel, "-cpu", "max", "-m", "1024", "-smp", "2",
+        "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
+        "-append", "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor audit=1 quiet",
+        "-drive", f"file={disk},if=virtio,format=qcow2",
+        "-drive", f"file={hdir / 'seed.img'},if=virtio,format=raw,readonly=on",
+        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{VM_SSH_PORT}-:22",
+        "-device", "virtio-net-pci,netdev=n0",
+        "-display", "none", "-serial", f"file:{hdir / 'console.log'}", "-monitor", "none",
+        "-pidfile", str(hdir / "qemu.pid"), "-daemonize",
+    ]  # fmt: skip
+    run(cmd)
+    pid = int((hdir / "qemu.pid").read_text())
+    state["hosts"][name] = {
+        "kind": "vm", "address": "127.0.0.1", "port": VM_SSH_PORT, "pid": pid, "dir": str(hdir),
+        "host_key": host_key, "started": time.time(),
+    }  # fmt: skip
+    save_state(state)
+
+
+def stop_vm(name: str, h: dict) -> None:
+    pid = h.get("pid")
+    if pid and _alive(pid):
+        # Orderly poweroff over SSH first; QEMU exits when the guest powers off.
+        quiet(ssh_argv(h) + ["systemctl poweroff"])
+        _wait_gone(pid, 30)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+    shutil.rmtree(h["dir"], ignore_errors=True)
+
+
+def _kvm_usable() -> bool:
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return os.environ.get("DOCKGUARD_LAB_KVM", "0") == "1"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+
+
+def _kill_cgroup(cg: Path) -> None:
+    for _ in range(20):
+        pids = []
+        for procs in cg.rglob("cgroup.procs"):
+            try:
+                pids += [int(p) for p in procs.read_text().split()]
+            except OSError:
+                pass
+        if not pids:
+            return
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+def _rmdir_cgroup(cg: Path) -> None:
+    if not cg.exists():
+        return
+    for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        quiet(["rmdir", str(d)])
+    quiet(["rmdir", str(cg)])
+
+
+def _umount_below(path: Path) -> None:
+    prefix = str(path)
+    for _ in range(5):
+        targets = []
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            mnt = line.split()[4].replace("\\040", " ")
+            if mnt == prefix or mnt.startswith(prefix + "/"):
+                targets.append(mnt)
+        if not targets:
+            return
+        for t in sorted(targets, key=len, reverse=True):
+            quiet(["umount", "-l", t])
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_up(args) -> None:
+    ensure_tools()
+    lab_key()
+    state = load_state()
+    if state["hosts"]:
+        raise SystemExit("lab: a lab is already up (`make lab-status`); run `make lab-down` first")
+    t0 = time.monotonic()
+    cold = not (rootfs_dir() / ".dockguard-complete").exists() or (
+        args.vm and not (vm_dir() / ".dockguard-complete").exists()
+    )
+    build_rootfs()
+    if args.vm:
+        build_vm_image()
+    t_build = time.monotonic() - t0
+    (STATE / "ssh").mkdir(parents=True, exist_ok=True)
+    try:
+        if args.vm:
+            start_vm(state)
+        for n in range(1, args.containers + 1):
+            start_container(n, state)
+        update_known_hosts(state)
+        save_state(state)
+        # Containers first: they are ready in seconds while the VM boots.
+        for name, h in sorted(state["hosts"].items(), key=lambda kv: kv[1]["kind"]):
+            wait_ready(name, h, 400 if h["kind"] == "vm" else 60)
+            h["ready_after"] = round(time.time() - h["started"], 1)
+    except BaseException:
+        log("lab-up failed; tearing down what was started")
+        cmd_down(args)
+        raise
+    total = time.monotonic() - t0
+    for name, h in sorted(state["hosts"].items()):
+        log(f"{name}: ready ({h['kind']}, ssh {h['address']}:{h['port']}) {h['ready_after']}s after start")
+    log(f"lab up in {total:.1f}s ({'cold: built cache' if cold else 'cached'}, build {t_build:.1f}s)")
+    state["timings"] = {"total": round(total, 1), "build": round(t_build, 1), "cold": cold}
+    save_state(state)
+
+
+def cmd_status(args) -> int:
+    state = load_state()
+    if not state["hosts"]:
+        print("lab: no hosts")
+        return 0
+    bad = 0
+    for name, h in sorted(state["hosts"].items()):
+        alive = _alive(h["pid"])
+        status = "down"
+        if alive:
+            r = subprocess.run(ssh_argv(h) + ["systemctl is-system-running"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, timeout=30)  # fmt: skip
+            status = r.stdout.strip() or "no ssh"
+        bad += status != "running"
+        print(f"{name:5} {h['kind']:9} {h['address']}:{h['port']:<5} {status}")
+    return 1 if bad else 0
+
+
+def cmd_down(args) -> None:
+    state = load_state()
+    for name, h in sorted(state["hosts"].items()):
+        log(f"stopping {name}")
+        if h["kind"] == "vm":
+            stop_vm(name, h)
+        else:
+            stop_container(name, h)
+    # Leftovers from a crashed run that never reached the state file.
+    for ctrl in cgroup_controllers():
+        base = cg_path(ctrl)
+        if base.exists():
+            _kill_cgroup(base)
+            _rmdir_cgroup(base)
+    for d in STATE.glob("dh*") if STATE.exists() else []:
+        _umount_below(d)
+        shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(STATE / "vm1", ignore_errors=True)
+    out = run(["ip", "netns", "list"], capture=True, check=False).stdout
+    for line in out.splitlines():
+        ns = line.split()[0] if line.split() else ""
+        if ns.startswith(f"{PREFIX}-"):
+            quiet(["ip", "netns", "delete", ns])
+    out = run(["ip", "-o", "link", "show"], capture=True, check=False).stdout
+    for line in out.splitlines():
+        dev = line.split(":")[1].strip().split("@")[0]
+        if dev.startswith(PREFIX):
+            quiet(["ip", "link", "delete", dev])
+    for cm in (STATE / "ssh").glob("cm-*") if (STATE / "ssh").exists() else []:
+        cm.unlink(missing_ok=True)
+    save_state({"hosts": {}})
+
+
+def cmd_leftovers(args) -> int:
+    """Print anything the lab made that is still around (used by tests)."""
+    found = []
+    out = run(["ip", "netns", "list"], capture=True, check=False).stdout
+    found += [f"netns {line.split()[0]}" for line in out.splitlines() if line.startswith(f"{PREFIX}-")]
+    out = run(["ip", "-o", "link", "show"], capture=True, check=False).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in out.splitlines()
+              if line.split(":")[1].strip().startswith(PREFIX)]  # fmt: skip
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mnt = line.split()[4]
+        if mnt.startswith(str(STATE) + "/"):
+            found.append(f"mount {mnt}")
+    for ctrl in cgroup_controllers():
+        if cg_path(ctrl).exists():
+            found.append(f"cgroup {cg_path(ctrl)}")
+    out = run(["ps", "-eo", "pid,args"], capture=True, check=False).stdout
+    found += [f"process {line.strip()}" for line in out.splitlines()
+              if str(STATE) in line and ("nspawn" in line or "qemu" in line)]  # fmt: skip
+    for f in found:
+        print(f)
+    return 1 if found else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="labctl")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--containers", "-n", type=int, default=2)
+    up.add_argument("--vm", action="store_true")
+    sub.add_parser("status")
+    sub.add_parser("down")
+    sub.add_parser("leftovers")
+    sub.add_parser("build")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("lab: run as root (it makes namespaces, mounts and cgroups)")
+    if args.cmd == "up":
+        if not 0 <= args.containers <= 40:
+            raise SystemExit("lab: --containers must be between 0 and 40")
+        cmd_up(args)
+    elif args.cmd == "status":
+        return cmd_status(args)
+    elif args.cmd == "down":
+        cmd_down(args)
+    elif args.cmd == "leftovers":
+        return cmd_leftovers(args)
+    elif args.cmd == "build":
+        build_rootfs()
+        build_vm_image()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
