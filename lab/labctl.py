@@ -20,6 +20,7 @@ works before the project's virtualenv exists.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -225,7 +226,11 @@ def build_vm_image() -> Path:
     (vroot / ".dockguard-custom").unlink()
     mounts = []
     try:
-        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("sysfs", "sys", ["-t", "sysfs"]), ("/dev", "dev", ["--bind"])):
+        for src, dst, opts in (
+            ("proc", "proc", ["-t", "proc"]),
+            ("sysfs", "sys", ["-t", "sysfs"]),
+            ("/dev", "dev", ["--bind"]),
+        ):
             run(["mount", *opts, src, str(vroot / dst)])
             mounts.append(vroot / dst)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -242,8 +247,10 @@ def build_vm_image() -> Path:
     (vroot / "etc/systemd/network/10-lab.network").write_text(VM_NETWORK)
     (vroot / "etc/systemd/system/dockguard-lab-seed.service").write_text(SEED_UNIT)
     wants = vroot / "etc/systemd/system/multi-user.target.wants"
-    for unit, target in (("systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"),
-                         ("dockguard-lab-seed.service", "/etc/systemd/system/dockguard-lab-seed.service")):
+    for unit, target in (
+        ("systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"),
+        ("dockguard-lab-seed.service", "/etc/systemd/system/dockguard-lab-seed.service"),
+    ):
         link = wants / unit
         if not link.exists():
             link.symlink_to(target)
@@ -348,7 +355,7 @@ def wait_ready(name: str, h: dict, timeout: float) -> float:
     while time.monotonic() - t0 < timeout:
         r = subprocess.run(
             ssh_argv(h) + ["systemctl is-system-running --wait 2>/dev/null || true"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
+            capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         last = (r.stdout.strip() or r.stderr.strip()).splitlines()[-1:] or [""]
         last = last[0]
@@ -480,7 +487,7 @@ def start_vm(state: dict) -> None:
     seed = hdir / "seed"
     host_key = make_host_key(seed / "ssh")
     shutil.copy2(lab_key().with_suffix(".pub"), seed / "authorized_keys")
-    run(["mkfs.ext4", "-q", "-F", "-L", "dgseed", "-d", str(seed), str(hdir / "seed.img"), "4M"])
+    run(["mkfs.ext4", "-q", "-F", "-L", "dgseed", "-d", str(seed), str(hdir / "seed.img"), "4M"], stdout=subprocess.DEVNULL)
     accel = ["-accel", "kvm", "-accel", "tcg,thread=multi"] if _kvm_usable() else ["-accel", "tcg,thread=multi"]
     cmd = [
         "qemu-system-x86_64", *accel, "-cpu", "max", "-m", "1024", "-smp", "2",
@@ -541,10 +548,8 @@ def _alive(pid: int) -> bool:
 def _wait_gone(pid: int, timeout: float) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         if not _alive(pid):
             return
         time.sleep(0.2)
@@ -554,17 +559,13 @@ def _kill_cgroup(cg: Path) -> None:
     for _ in range(20):
         pids = []
         for procs in cg.rglob("cgroup.procs"):
-            try:
+            with contextlib.suppress(OSError):
                 pids += [int(p) for p in procs.read_text().split()]
-            except OSError:
-                pass
         if not pids:
             return
         for p in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.2)
 
 

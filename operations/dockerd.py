@@ -128,10 +128,10 @@ def restart(reasons: list[str] | None = None):
         logger.info(f"{host.print_prefix}dockerd restart: {'; '.join(reasons)}")
     yield StringCommand(
         "systemctl reset-failed docker.service >/dev/null 2>&1; "
-        "systemctl restart docker.service && "
+        "systemctl restart docker.service || exit 1; "
         f"i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge {HEALTH_TIMEOUT} ]; then "
         f"echo 'dockguard: dockerd did not answer {HEALTH_TIMEOUT}s after restart' >&2; exit 1; fi; "
-        "sleep 1; done && "
+        "sleep 1; done; "
         f"mkdir -p {APPLIED.rsplit('/', 1)[0]} && sha256sum < {DAEMON_JSON} | cut -d' ' -f1 > {APPLIED}"
     )
 

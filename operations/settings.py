@@ -49,9 +49,7 @@ class Setting:
 
 
 def _type_name(t: type) -> str:
-    return {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping"}.get(
-        t, t.__name__
-    )
+    return {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping"}.get(t, t.__name__)
 
 
 def _size(value: str) -> str | None:

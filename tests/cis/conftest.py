@@ -1,0 +1,85 @@
+"""The CIS verification suite: testinfra over the hosts of a pyinfra inventory.
+
+    pytest tests/cis --inventory inventory/lab.py
+
+The conftest turns the inventory into testinfra hosts (ssh://<name>, with an
+ssh_config made from the inventory's connection data), so the suite checks
+exactly the hosts a deploy reaches. Each test is named after its CIS control
+and checks the effective state (docker info, the running daemon, a real
+container), not only files.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+import pytest
+
+from operations import fleet
+
+TEST_IMAGE = "dockguard-test:busybox"
+LAB_IMAGE_TAR = "/opt/dockguard-lab/busybox.tar"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--inventory", default="inventory/lab.py", help="pyinfra inventory to verify")
+
+
+def pytest_configure(config):
+    if config.option.hosts is not None:  # plain testinfra use: --hosts given
+        config._dockguard_settings = {}
+        return
+    inventory = fleet.load(config.getoption("--inventory"))
+    config._dockguard_settings = fleet.host_settings(inventory)
+    if not config._dockguard_settings:
+        raise pytest.UsageError(f"no hosts in {config.getoption('--inventory')} (is the lab up? make lab-up)")
+    cfg = tempfile.NamedTemporaryFile("w", prefix="dockguard-ssh-", suffix=".conf", delete=False)
+    cfg.write(fleet.ssh_config(inventory))
+    cfg.close()
+    config.option.ssh_config = cfg.name
+    config.option.hosts = ",".join(f"ssh://{h.name}" for h in inventory)
+
+
+@pytest.fixture(scope="module")
+def cfg(host, request):
+    """The dockguard settings of the host under test (defaults when unknown)."""
+    from operations import settings
+
+    name = host.backend.hostname
+    return request.config._dockguard_settings.get(name) or settings.defaults()
+
+
+@pytest.fixture(scope="module")
+def docker_info(host):
+    out = host.check_output("docker info --format '{{json .}}'")
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def daemon_json(host):
+    f = host.file("/etc/docker/daemon.json")
+    assert f.exists, "/etc/docker/daemon.json is missing"
+    return json.loads(f.content_string)
+
+
+@pytest.fixture(scope="module")
+def test_image(host):
+    """A local image to start real containers with; the lab ships a busybox root."""
+    if host.run(f"docker image inspect {TEST_IMAGE}").rc == 0:
+        return TEST_IMAGE
+    if not host.file(LAB_IMAGE_TAR).exists:
+        pytest.skip(f"no local test image ({TEST_IMAGE}) and no {LAB_IMAGE_TAR} to import it from")
+    host.check_output(f"docker import {LAB_IMAGE_TAR} {TEST_IMAGE}")
+    return TEST_IMAGE
+
+
+@pytest.fixture
+def unless_opted_out(cfg):
+    """Skip, with the reason, a control the operator turned off for this host."""
+
+    def check(key, compliant, control):
+        if cfg[key] != compliant:
+            pytest.skip(f"CIS {control}: {key}={cfg[key]!r} is set for this host (an operator decision)")
+
+    return check
