@@ -487,14 +487,15 @@ def start_vm(state: dict) -> None:
     seed = hdir / "seed"
     host_key = make_host_key(seed / "ssh")
     shutil.copy2(lab_key().with_suffix(".pub"), seed / "authorized_keys")
-    run(["mkfs.ext4", "-q", "-F", "-L", "dgseed", "-d", str(seed), str(hdir / "seed.img"), "4M"], stdout=subprocess.DEVNULL)
+    seed_img = str(hdir / "seed.img")
+    run(["mkfs.ext4", "-q", "-F", "-L", "dgseed", "-d", str(seed), seed_img, "4M"], stdout=subprocess.DEVNULL)
     accel = ["-accel", "kvm", "-accel", "tcg,thread=multi"] if _kvm_usable() else ["-accel", "tcg,thread=multi"]
     cmd = [
         "qemu-system-x86_64", *accel, "-cpu", "max", "-m", "1024", "-smp", "2",
         "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
         "-append", "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor audit=1 quiet",
         "-drive", f"file={disk},if=virtio,format=qcow2",
-        "-drive", f"file={hdir / 'seed.img'},if=virtio,format=raw,readonly=on",
+        "-drive", f"file={seed_img},if=virtio,format=raw,readonly=on",
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{VM_SSH_PORT}-:22",
         "-device", "virtio-net-pci,netdev=n0",
         "-display", "none", "-serial", f"file:{hdir / 'console.log'}", "-monitor", "none",

@@ -12,6 +12,7 @@ container), not only files.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 
 import pytest
@@ -34,10 +35,10 @@ def pytest_configure(config):
     config._dockguard_settings = fleet.host_settings(inventory)
     if not config._dockguard_settings:
         raise pytest.UsageError(f"no hosts in {config.getoption('--inventory')} (is the lab up? make lab-up)")
-    cfg = tempfile.NamedTemporaryFile("w", prefix="dockguard-ssh-", suffix=".conf", delete=False)
-    cfg.write(fleet.ssh_config(inventory))
-    cfg.close()
-    config.option.ssh_config = cfg.name
+    with tempfile.NamedTemporaryFile("w", prefix="dockguard-ssh-", suffix=".conf", delete=False) as f:
+        f.write(fleet.ssh_config(inventory))
+    config.add_cleanup(lambda: os.unlink(f.name))
+    config.option.ssh_config = f.name
     config.option.hosts = ",".join(f"ssh://{h.name}" for h in inventory)
 
 
