@@ -1,0 +1,81 @@
+# dockguard: the two commands a newcomer runs (as root, on a fresh Debian 12 machine):
+#   make demo   boot a lab (2 container hosts + the VM host), harden, verify, print a table
+#   make test   unit tests, then end-to-end tests against a lab it boots and tears down
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+N ?= 2
+VM ?= 0
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LABCTL := $(PY) lab/labctl.py
+APT_PACKAGES := debootstrap systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
+	openssh-client python3-venv ca-certificates
+
+.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint
+
+help:
+	@echo "make demo | make test | make lab-up N=3 [VM=1] | make lab-status | make lab-down"
+
+deps:  ## apt packages the lab needs (installed only when missing)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BIN)/.installed: pyproject.toml | deps
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@# The project is not installed (it runs from this checkout): only its dependencies.
+	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > $(VENV)/requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/requirements.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+lab-up: deps
+	$(LABCTL) up --containers $(N) $(if $(filter 1,$(VM)),--vm)
+
+lab-status:
+	@$(LABCTL) status
+
+lab-down:
+	$(LABCTL) down
+
+lab-leftovers:  ## fails if lab-down left a namespace, mount, cgroup or process behind
+	@$(LABCTL) leftovers && echo "lab: nothing left behind"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+e2e: venv
+	DOCKGUARD_REQUIRE_LAB=1 $(BIN)/pytest tests/e2e
+
+demo: venv deps
+	@$(LABCTL) down >/dev/null 2>&1 || true
+	$(LABCTL) up --containers 2 --vm
+	$(BIN)/pyinfra -y inventory/lab.py deploy.py
+	@mkdir -p reports
+	-$(BIN)/pytest tests/cis --inventory inventory/lab.py -q --junitxml=reports/cis.xml
+	@echo; $(BIN)/python -m operations.report reports/cis.xml
+	@echo; echo "The lab is still running: ssh -F /var/lib/dockguard-lab/ssh/config dh1 (or dh2, vm1);" \
+		"make lab-down when done."
+
+# The whole suite: lint, unit tests, a lab of 2 container hosts + the VM host,
+# end-to-end tests, and a teardown that runs even when a test fails.
+test: venv deps
+	$(MAKE) lint unit
+	@$(LABCTL) down >/dev/null 2>&1 || true
+	@set -o pipefail; trap '$(LABCTL) down' EXIT; \
+		$(LABCTL) up --containers $(N) --vm && \
+		$(MAKE) e2e
+	$(MAKE) lab-leftovers

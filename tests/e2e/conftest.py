@@ -1,0 +1,88 @@
+"""End-to-end tests: pyinfra over SSH against the running lab (make lab-up).
+
+`make test` boots the lab first and sets DOCKGUARD_REQUIRE_LAB=1, so a missing
+lab is a failure there; run by hand without a lab, these tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("DOCKGUARD_LAB_STATE", "/var/lib/dockguard-lab"))
+PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+
+
+@dataclass
+class Run:
+    rc: int
+    out: dict | None
+    stderr: str
+
+    @property
+    def totals(self) -> dict:
+        assert self.out and self.out.get("results"), f"no results (rc={self.rc}):\n{self.stderr[-3000:]}"
+        return self.out["results"]["totals"]
+
+    def changed_hosts(self) -> set[str]:
+        return {h for op in self.out["results"]["operations"] for h in op["success"]}
+
+    def changed_ops(self, host: str) -> list[str]:
+        return [op["name"] for op in self.out["results"]["operations"] if host in op["success"]]
+
+
+class Lab:
+    def __init__(self, hosts: dict):
+        self.hosts = hosts
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.hosts)
+
+    def of_kind(self, kind: str) -> list[str]:
+        return sorted(n for n, h in self.hosts.items() if h["kind"] == kind)
+
+    def ssh(self, name: str, command: str, check: bool = True, timeout: float = 180) -> str:
+        r = subprocess.run(
+            ["ssh", "-F", str(STATE / "ssh" / "config"), name, command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"{name}: `{command}` exited {r.returncode}: {r.stderr.strip()}")
+        return r.stdout
+
+    def apply(self, *args: str, limit: str | None = None) -> Run:
+        """pyinfra -y --json inventory/lab.py deploy.py: the result, parsed."""
+        cmd = [PYINFRA, "-y", "--json", *args]
+        if limit:
+            cmd += ["--limit", limit]
+        cmd += ["inventory/lab.py", "deploy.py"]
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        try:
+            out = json.loads(r.stdout) if r.stdout.strip() else None
+        except json.JSONDecodeError:
+            out = None
+        return Run(r.returncode, out, r.stderr)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    try:
+        hosts = json.loads((STATE / "hosts.json").read_text())["hosts"]
+    except (OSError, ValueError, KeyError):
+        hosts = {}
+    if not hosts:
+        reason = "the lab is not running: start it with `make lab-up N=2 VM=1`"
+        if os.environ.get("DOCKGUARD_REQUIRE_LAB") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return Lab(hosts)

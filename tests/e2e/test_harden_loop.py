@@ -1,0 +1,104 @@
+"""The first harden loop, end to end on the lab: apply, apply again (nothing
+changes), verify with the CIS testinfra suite, correct drift made by hand,
+and refuse bad settings before any host is touched.
+
+The tests run in file order and build on each other, as an operator's day would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def bridge_icc(lab, name) -> str:
+    opts = json.loads(lab.ssh(name, "docker network inspect bridge --format '{{json .Options}}'"))
+    return opts["com.docker.network.bridge.enable_icc"]
+
+
+def test_first_apply_hardens_every_host_and_second_apply_changes_nothing(lab):
+    # Start from Docker as Debian installs it, whatever an earlier run left.
+    for name in lab.names:
+        lab.ssh(name, f"rm -f {DAEMON_JSON} /var/lib/dockguard/dockerd.applied && systemctl restart docker")
+        assert bridge_icc(lab, name) == "true"
+
+    first = lab.apply()
+    assert first.rc == 0, first.stderr[-3000:]
+    assert first.totals["error"] == 0
+    assert first.changed_hosts() == set(lab.names)
+    for name in lab.names:
+        assert "CIS 2.x: /etc/docker/daemon.json content" in first.changed_ops(name)
+        assert bridge_icc(lab, name) == "false"
+
+    second = lab.apply()
+    assert second.rc == 0, second.stderr[-3000:]
+    assert second.totals["success"] == 0, second.out["results"]["operations"]
+    assert second.totals["error"] == 0
+    assert second.totals["no_change"] > 0
+
+
+def test_cis_suite_passes_on_every_host(lab, tmp_path):
+    junit = tmp_path / "cis.xml"
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/cis", "--inventory", "inventory/lab.py", "-q", f"--junitxml={junit}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert r.returncode == 0, r.stdout[-5000:]
+    cases = ET.parse(junit).getroot().iter("testcase")
+    names = [c.get("name") for c in cases]
+    for host in lab.names:
+        ran = [n for n in names if n.endswith(f"[ssh://{host}]")]
+        assert "test_cis_2_2_icc_disabled[ssh://" + host + "]" in ran
+        assert len(ran) >= 8, ran
+
+
+def test_hand_made_drift_is_corrected(lab):
+    file_host, live_host = lab.of_kind("container")[:2]
+    # A managed file edited and loosened by hand.
+    lab.ssh(file_host, f"sed -i 's/\"icc\": false/\"icc\": true/' {DAEMON_JSON} && chmod 666 {DAEMON_JSON}")
+    # A running setting: dockerd restarted by hand with icc on, then the file put
+    # back as dockguard wrote it (what a run interrupted before its restart leaves).
+    lab.ssh(
+        live_host,
+        f"cp {DAEMON_JSON} /root/daemon.json.good && sed -i 's/\"icc\": false/\"icc\": true/' {DAEMON_JSON} "
+        f"&& systemctl restart docker && cp /root/daemon.json.good {DAEMON_JSON} && chmod 644 {DAEMON_JSON}",
+    )
+    assert bridge_icc(lab, live_host) == "true"
+    drifted = {file_host, live_host}
+    for vm in lab.of_kind("vm"):  # and a daemon stopped by hand
+        lab.ssh(vm, "systemctl stop docker.service docker.socket")
+        drifted.add(vm)
+
+    fix = lab.apply()
+    assert fix.rc == 0, fix.stderr[-3000:]
+    assert fix.changed_hosts() == drifted
+    assert "CIS 2.x: /etc/docker/daemon.json content" in fix.changed_ops(file_host)
+    assert "CIS 3.x: owner and mode of Docker files" in fix.changed_ops(file_host)
+    assert fix.changed_ops(live_host) == ["dockerd: restart when the config changed or the daemon does not match it"]
+    for name in drifted:
+        assert bridge_icc(lab, name) == "false"
+    assert lab.ssh(file_host, f"stat -c '%a %U:%G' {DAEMON_JSON}").split() == ["644", "root:root"]
+
+    again = lab.apply()
+    assert again.totals["success"] == 0, again.out["results"]["operations"]
+
+
+def test_bad_settings_stop_the_run_before_any_host_is_touched(lab):
+    before = {n: lab.ssh(n, f"sha256sum {DAEMON_JSON}") for n in lab.names}
+    r = lab.apply("--data", "docker_icc=maybe", "--data", "docker_log_max_fil=4")
+    assert r.rc != 0
+    assert "invalid dockguard settings (nothing was changed on any host)" in r.stderr
+    for name in lab.names:
+        assert f"{name}: docker_icc: expected a boolean, got a string 'maybe'" in r.stderr
+        assert f"{name}: docker_log_max_fil: unknown setting (did you mean docker_log_max_file?)" in r.stderr
+    assert {n: lab.ssh(n, f"sha256sum {DAEMON_JSON}") for n in lab.names} == before
