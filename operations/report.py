@@ -1,6 +1,6 @@
 """Summary of a CIS verification run: controls x hosts, from the suite's JUnit XML.
 
-    python -m operations.report reports/cis.xml
+python -m operations.report reports/cis.xml
 """
 
 from __future__ import annotations

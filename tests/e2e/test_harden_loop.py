@@ -65,12 +65,12 @@ def test_cis_suite_passes_on_every_host(lab, tmp_path):
 def test_hand_made_drift_is_corrected(lab):
     file_host, live_host = lab.of_kind("container")[:2]
     # A managed file edited and loosened by hand.
-    lab.ssh(file_host, f"sed -i 's/\"icc\": false/\"icc\": true/' {DAEMON_JSON} && chmod 666 {DAEMON_JSON}")
+    lab.ssh(file_host, f'sed -i \'s/"icc": false/"icc": true/\' {DAEMON_JSON} && chmod 666 {DAEMON_JSON}')
     # A running setting: dockerd restarted by hand with icc on, then the file put
     # back as dockguard wrote it (what a run interrupted before its restart leaves).
     lab.ssh(
         live_host,
-        f"cp {DAEMON_JSON} /root/daemon.json.good && sed -i 's/\"icc\": false/\"icc\": true/' {DAEMON_JSON} "
+        f'cp {DAEMON_JSON} /root/daemon.json.good && sed -i \'s/"icc": false/"icc": true/\' {DAEMON_JSON} '
         f"&& systemctl restart docker && cp /root/daemon.json.good {DAEMON_JSON} && chmod 644 {DAEMON_JSON}",
     )
     assert bridge_icc(lab, live_host) == "true"
