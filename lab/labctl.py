@@ -348,8 +348,8 @@ def ssh_argv(h: dict) -> list[str]:
     ]  # fmt: skip
 
 
-def wait_ready(name: str, h: dict, timeout: float) -> float:
-    """Wait until sshd answers and systemd reports 'running'. Returns seconds waited."""
+def wait_ready(name: str, h: dict, timeout: float) -> None:
+    """Wait until sshd answers and systemd reports 'running'; record how long it took."""
     t0 = time.monotonic()
     last = ""
     while time.monotonic() - t0 < timeout:
@@ -360,10 +360,14 @@ def wait_ready(name: str, h: dict, timeout: float) -> float:
         last = (r.stdout.strip() or r.stderr.strip()).splitlines()[-1:] or [""]
         last = last[0]
         if r.returncode == 0 and last == "running":
-            return time.monotonic() - t0
+            h["ready_after"] = round(time.time() - h["started"], 1)
+            return
         if r.returncode == 0 and last == "degraded":
-            failed = subprocess.run(ssh_argv(h) + ["systemctl --failed --no-legend --plain"],
-                                    stdout=subprocess.PIPE, text=True).stdout  # fmt: skip
+            diag = "systemctl --failed --no-legend --plain; journalctl -b -p warning --no-pager | tail -n 20"
+            failed = subprocess.run(
+                ssh_argv(h) + [diag],
+                stdout=subprocess.PIPE, text=True,
+            ).stdout  # fmt: skip
             raise SystemExit(f"lab: {name} booted degraded; failed units:\n{failed}")
         time.sleep(0.5)
     raise SystemExit(f"lab: {name} not ready after {timeout:.0f}s (last: {last!r})")
@@ -611,18 +615,29 @@ def cmd_up(args) -> None:
     t_build = time.monotonic() - t0
     (STATE / "ssh").mkdir(parents=True, exist_ok=True)
     try:
-        if args.vm:
-            start_vm(state)
+        # Containers first, and ready, before the VM: QEMU under emulation takes
+        # both cores while it boots, which slows a container's boot past systemd's
+        # timeouts.
         for n in range(1, args.containers + 1):
             start_container(n, state)
         update_known_hosts(state)
         save_state(state)
-        # Containers first: they are ready in seconds while the VM boots.
-        for name, h in sorted(state["hosts"].items(), key=lambda kv: kv[1]["kind"]):
-            wait_ready(name, h, 400 if h["kind"] == "vm" else 60)
-            h["ready_after"] = round(time.time() - h["started"], 1)
+        for name in sorted(state["hosts"]):
+            wait_ready(name, state["hosts"][name], 60)
+        if args.vm:
+            start_vm(state)
+            update_known_hosts(state)
+            save_state(state)
+            wait_ready("vm1", state["hosts"]["vm1"], 400)
     except BaseException:
-        log("lab-up failed; tearing down what was started")
+        keep = STATE / "last-failure"
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+        for name, h in state["hosts"].items():
+            console = Path(h["dir"]) / "console.log"
+            if console.exists():
+                shutil.copy2(console, keep / f"{name}.console.log")
+        log(f"lab-up failed; tearing down what was started (console logs kept in {keep})")
         cmd_down(args)
         raise
     total = time.monotonic() - t0
