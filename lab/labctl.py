@@ -46,7 +46,10 @@ PACKAGES = [
     "less", "iputils-ping",
 ]  # fmt: skip
 VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
-V1_CONTROLLERS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"]
+# Every cgroup hierarchy of this machine (v1 controllers, name=systemd and the
+# cgroup2 "unified" one): each host gets its own cgroup in each. Sharing one (the
+# unified root) lets two hosts' systemd remove each other's unit cgroups at boot.
+CGROUP_HIERARCHIES = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd", "unified"]
 
 CGROUP_UNIT = """\
 [Unit]
@@ -382,7 +385,7 @@ def cg_path(ctrl: str, name: str | None = None) -> Path:
 
 
 def cgroup_controllers() -> list[str]:
-    return [c for c in V1_CONTROLLERS if (Path("/sys/fs/cgroup") / c).is_dir()]
+    return [c for c in CGROUP_HIERARCHIES if (Path("/sys/fs/cgroup") / c).is_dir()]
 
 
 def start_container(n: int, state: dict) -> None:
