@@ -13,7 +13,7 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates
 
-.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint
+.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme
 
 help:
 	@echo "make demo | make test | make lab-up N=3 [VM=1] | make lab-status | make lab-down"
@@ -79,3 +79,9 @@ test: venv deps
 		$(LABCTL) up --containers $(N) --vm && \
 		$(MAKE) e2e
 	$(MAKE) lab-leftovers
+
+readme: venv  ## regenerate the README's table of settings from operations/settings.py
+	$(BIN)/python -c 'import re, pathlib; from operations.settings import markdown_table as t; \
+		p = pathlib.Path("README.md"); s = p.read_text(); \
+		p.write_text(re.sub(r"(<!-- settings:start[^\n]*-->\n).*?(<!-- settings:end -->)", \
+		lambda m: m[1] + t() + "\n" + m[2], s, flags=re.S))'

@@ -27,7 +27,11 @@ class PathRule:
 
 RULES = [
     PathRule("3.5/3.6", "/etc/docker", "root", "root", "755"),
+    PathRule("3.9/3.10", "/etc/docker/tls/ca.pem", "root", "root", "444"),
+    PathRule("3.11/3.12", "/etc/docker/tls/server-cert.pem", "root", "root", "444"),
+    PathRule("3.13/3.14", "/etc/docker/tls/server-key.pem", "root", "root", "400"),
     PathRule("3.17/3.18", "/etc/docker/daemon.json", "root", "root", "644"),
+    PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/dockguard.conf", "root", "root", "644"),
 ]
 
 

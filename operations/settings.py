@@ -1,15 +1,19 @@
 """dockguard settings: one schema, validated in one place before any host is touched.
 
 Every setting is host/group data (``inventory/group_data/all.py`` holds the
-defaults). ``validate_inventory`` checks every host of the inventory at once and
-raises one error that lists every problem, naming the host and the setting, so
-a typo or a wrong type never reaches a host.
+defaults). ``for_host`` validates every host of the inventory at once on its
+first call and raises one error that lists every problem, naming the host and
+the setting, so a typo, a wrong type or an unsafe combination never reaches a
+host. The README's table of settings is generated from ``SCHEMA``.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import ipaddress
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +24,12 @@ from pyinfra.api.exceptions import DeployError
 PREFIXES = ("dockguard_", "docker_")
 
 _SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
+# Ulimit names dockerd accepts (github.com/docker/go-units ulimit.go).
+ULIMITS = (
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+    "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+)  # fmt: skip
+NoneType = type(None)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class Setting:
         if not ok:
             want = " or ".join(_type_name(t) for t in types)
             return f"expected {want}, got {_type_name(type(value))} {value!r}"
+        if value is None:
+            return None
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
         if self.check:
@@ -49,7 +61,11 @@ class Setting:
 
 
 def _type_name(t: type) -> str:
-    return {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping"}.get(t, t.__name__)
+    names = {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping"}
+    return names.get(t, "None" if t is NoneType else t.__name__)
+
+
+# --------------------------------------------------------------------------- checks
 
 
 def _size(value: str) -> str | None:
@@ -62,6 +78,85 @@ def _positive(value: int) -> str | None:
     return None if value >= 1 else f"must be at least 1, got {value}"
 
 
+def _strings(value: list) -> str | None:
+    bad = [v for v in value if not isinstance(v, str) or not v]
+    return f"must be a list of non-empty strings, got {bad[0]!r} in it" if bad else None
+
+
+def _string_map(value: dict) -> str | None:
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            return f"keys and values must be strings (dockerd rejects others), got {k!r}: {v!r}"
+    return None
+
+
+def _storage_driver(value: str) -> str | None:
+    if value == "aufs":
+        return "aufs is deprecated and not allowed (CIS 2.6): use overlay2"
+    return None
+
+
+def _listen(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"must be ADDRESS:PORT such as '0.0.0.0:2376', got {value!r}"
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"must be an IP address and a port such as '0.0.0.0:2376', got {value!r}"
+    return None
+
+
+def _ulimits(value: dict) -> str | None:
+    for name, limit in value.items():
+        if name not in ULIMITS:
+            return f"unknown ulimit {name!r} (known: {', '.join(ULIMITS)})"
+        if not isinstance(limit, dict) or set(limit) != {"soft", "hard"}:
+            return f"{name} must be a mapping with exactly 'soft' and 'hard', got {limit!r}"
+        soft, hard = limit["soft"], limit["hard"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= -1 for x in (soft, hard)):
+            return f"{name}: soft and hard must be integers (-1 for unlimited), got {limit!r}"
+        if hard != -1 and (soft == -1 or soft > hard):
+            return f"{name}: soft limit {soft} is above the hard limit {hard}"
+    return None
+
+
+def _userns(value: str) -> str | None:
+    if not re.match(r"^[a-z_][a-z0-9_-]*(:[a-z_][a-z0-9_-]*)?$", value):
+        return f"must be 'default' or USER[:GROUP], got {value!r}"
+    return None
+
+
+def _seccomp(value: str) -> str | None:
+    if value != "dockguard" and not value.startswith("/"):
+        return f"must be 'dockguard' (the shipped profile) or an absolute path on the host, got {value!r}"
+    return None
+
+
+def _cgroup_parent(value: str) -> str | None:
+    if not re.match(r"^[A-Za-z0-9_./-]+$", value):
+        return f"must be a cgroup path or a systemd slice, got {value!r}"
+    return None
+
+
+def _extra(value: dict) -> str | None:
+    managed = sorted(set(value) & MANAGED_KEYS)
+    if managed:
+        return f"{', '.join(managed)} {'is' if len(managed) == 1 else 'are'} managed by dockguard settings; set those"
+    if "hosts" in value:
+        return "'hosts' conflicts with the -H flags of docker.service; use docker_tcp_listen"
+    opts = value.get("storage-opts") or []
+    if any(isinstance(o, str) and o.startswith("dm.basesize") for o in opts):
+        return "dm.basesize changes the base device size (CIS 2.11)"
+    return None
+
+
+def _pki_dir(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+# --------------------------------------------------------------------------- schema
+
 SCHEMA: dict[str, Setting] = {
     s.name: s
     for s in [
@@ -69,31 +164,87 @@ SCHEMA: dict[str, Setting] = {
             "docker_icc", bool, False, "2.2",
             "Inter-container communication on the default bridge network.",
             breaks="containers on the default bridge can no longer reach each other; "
-            "put containers that must talk on a user-defined network",
+            "put containers that must talk on a user-defined network (its own enable_icc)",
         ),
         Setting(
             "docker_log_level", str, "info", "2.3", "dockerd's log level.",
             choices=("debug", "info", "warn", "error", "fatal"),
         ),
         Setting(
-            "docker_no_new_privileges", bool, True, "2.14",
-            "Containers cannot gain privileges through setuid/setgid binaries.",
-            breaks="sudo and other setuid programs inside containers; opt a container out "
-            "with --security-opt no-new-privileges=false",
+            "docker_iptables", bool, True, "2.4",
+            "dockerd manages the iptables rules of container networking.",
+            breaks="off: published ports and container egress need hand-made firewall rules",
         ),
         Setting(
-            "docker_live_restore", bool, True, "2.15",
-            "Running containers survive a dockerd restart.",
-            breaks="cannot be used with Swarm mode",
+            "docker_insecure_registries", list, [], "2.5",
+            "Registries reached without TLS verification (CIS: none).", check=_strings,
         ),
         Setting(
-            "docker_userland_proxy", bool, False, "2.16",
-            "Use docker-proxy for published ports (off: iptables hairpin NAT only).",
-            breaks="relies on net.ipv4.conf.*.route_localnet for published ports on 127.0.0.1",
+            "docker_storage_driver", (str, NoneType), None, "2.6",
+            "Storage driver; None lets dockerd choose (overlay2). aufs is refused.",
+            breaks="changing it hides existing images and containers", check=_storage_driver,
+        ),
+        Setting(
+            "docker_tcp_listen", (str, NoneType), None, "2.7",
+            "Also listen on TCP (ADDRESS:PORT, e.g. '0.0.0.0:2376'), always with mutual TLS: "
+            "a server certificate signed by the dockguard CA, client certificates required.",
+            check=_listen,
+        ),
+        Setting(
+            "docker_tls_verify", bool, True, "2.7",
+            "Require a client certificate on the TCP socket. Cannot be turned off while dockerd listens on TCP.",
+        ),
+        Setting(
+            "docker_tls_san", list, [], "2.7",
+            "More names or addresses for a host's server certificate (its inventory name, "
+            "ssh_hostname, localhost and 127.0.0.1 are always in it).", check=_strings,
+        ),
+        Setting(
+            "docker_tls_days", int, 365, "2.7",
+            "Validity of a host's server certificate, in days.", check=_positive,
+        ),
+        Setting(
+            "docker_tls_renew_days", int, 30, "2.7",
+            "Renew a server certificate when it expires within this many days (checked every run).",
+            check=_positive,
+        ),
+        Setting(
+            "dockguard_pki_dir", str, "~/.dockguard/pki", "2.7",
+            "The CA on the operator's machine (mode 0700, never uploaded), with the operator's client "
+            "certificate. The same for every host of a run.", check=_pki_dir,
+        ),
+        Setting(
+            "docker_default_ulimits", dict,
+            {"nofile": {"soft": 65536, "hard": 65536}, "nproc": {"soft": 8192, "hard": 16384}}, "2.8",
+            "Default ulimits of containers (name: {soft, hard}).",
+            breaks="nproc counts every process of a (remapped) uid across all containers", check=_ulimits,
+        ),
+        Setting(
+            "docker_userns_remap", (str, NoneType), "default", "2.9",
+            "User namespace remapping: 'default' (the dockremap user, ranges in /etc/subuid and "
+            "/etc/subgid managed by dockguard), USER[:GROUP], or None for off.",
+            breaks="images and containers made before it are hidden (a new storage root); --privileged "
+            "and --net=host need --userns=host per container; bind mounts see remapped owners",
+            check=_userns,
+        ),
+        Setting(
+            "docker_userns_allow_hiding", bool, False, "2.9",
+            "Allow turning userns-remap on for a host that has images or containers, which then "
+            "disappear from view (not deleted) until it is turned off again.",
+        ),
+        Setting(
+            "docker_cgroup_parent", (str, NoneType), None, "2.10",
+            "Parent cgroup of containers; None keeps the default.", check=_cgroup_parent,
+        ),
+        Setting(
+            "docker_authorization_plugins", list, [], "2.12",
+            "Authorization plugins that vet every client command (must be installed on the host).",
+            breaks="engines older than 23.0.15/25.0.6/26.1.5/27.1.1 have an authz bypass (CVE-2024-41110)",
+            check=_strings,
         ),
         Setting(
             "docker_log_driver", str, "json-file", "2.13",
-            "Default logging driver for containers.",
+            "Default logging driver of containers; journald or syslog for central logging.",
             choices=("json-file", "local", "journald", "syslog"),
         ),
         Setting(
@@ -104,12 +255,56 @@ SCHEMA: dict[str, Setting] = {
             "docker_log_max_file", int, 3, "2.13",
             "Rotated log files kept per container (json-file, local).", check=_positive,
         ),
+        Setting(
+            "docker_log_opts", dict, {}, "2.13",
+            "More log-opts for the driver, e.g. {'syslog-address': 'udp://logs:514'} (strings).",
+            check=_string_map,
+        ),
+        Setting(
+            "docker_no_new_privileges", bool, True, "2.14",
+            "Containers cannot gain privileges through setuid/setgid binaries.",
+            breaks="sudo and other setuid programs inside containers; opt a container out "
+            "with --security-opt no-new-privileges=false",
+        ),
+        Setting(
+            "docker_live_restore", bool, True, "2.15",
+            "Running containers survive a dockerd restart.",
+            breaks="cannot be used with Swarm mode (a swarm node is refused)",
+        ),
+        Setting(
+            "docker_userland_proxy", bool, False, "2.16",
+            "Use docker-proxy for published ports (off: iptables hairpin NAT only).",
+            breaks="relies on net.ipv4.conf.*.route_localnet for published ports on 127.0.0.1",
+        ),
+        Setting(
+            "docker_seccomp_profile", (str, NoneType), None, "2.17",
+            "Daemon-wide seccomp profile: None for Docker's built-in default, 'dockguard' for the "
+            "hardened profile shipped in templates/, or an absolute path on the host.",
+            breaks="'dockguard' refuses more system calls than Docker's default (see the template)",
+            check=_seccomp,
+        ),
+        Setting(
+            "docker_experimental", bool, False, "2.18", "Experimental daemon features.",
+        ),
+        Setting(
+            "docker_daemon_extra", dict, {}, "-",
+            "More daemon.json keys that dockguard does not model; dockerd validates them and a "
+            "rejected key is rolled back. Keys dockguard manages are refused here.", check=_extra,
+        ),
     ]
+}  # fmt: skip
+
+# daemon.json keys written from the settings above (docker_daemon_extra may not set them).
+MANAGED_KEYS = {
+    "icc", "log-level", "iptables", "insecure-registries", "storage-driver", "tlsverify", "tls",
+    "tlscacert", "tlscert", "tlskey", "default-ulimits", "userns-remap", "cgroup-parent",
+    "authorization-plugins", "log-driver", "log-opts", "no-new-privileges", "live-restore",
+    "userland-proxy", "seccomp-profile", "experimental",
 }  # fmt: skip
 
 
 def defaults() -> dict[str, Any]:
-    return {name: s.default for name, s in SCHEMA.items()}
+    return {name: copy.deepcopy(s.default) for name, s in SCHEMA.items()}
 
 
 def problems(data: Mapping[str, Any]) -> list[str]:
@@ -120,38 +315,74 @@ def problems(data: Mapping[str, Any]) -> list[str]:
             hint = difflib.get_close_matches(key, list(SCHEMA), n=1)
             out.append(f"{key}: unknown setting" + (f" (did you mean {hint[0]}?)" if hint else ""))
     for name, setting in SCHEMA.items():
-        if name not in data:
-            continue
-        msg = setting.problem(data[name])
-        if msg:
-            out.append(f"{name}: {msg}")
+        if name in data:
+            msg = setting.problem(data[name])
+            if msg:
+                out.append(f"{name}: {msg}")
+    if not out:
+        out += _combination_problems(resolve(data))
+    return out
+
+
+def _combination_problems(cfg: dict[str, Any]) -> list[str]:
+    out = []
+    if cfg["docker_tcp_listen"] and not cfg["docker_tls_verify"]:
+        out.append(
+            f"docker_tcp_listen: dockerd would listen on TCP {cfg['docker_tcp_listen']} without verifying "
+            "client certificates: anyone who reaches the port is root on the host (CIS 2.7); "
+            "set docker_tls_verify: True"
+        )
+    if cfg["docker_tls_renew_days"] >= cfg["docker_tls_days"]:
+        out.append(
+            f"docker_tls_renew_days: {cfg['docker_tls_renew_days']} is not below docker_tls_days "
+            f"{cfg['docker_tls_days']}: every run would renew the certificate"
+        )
     return out
 
 
 def resolve(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings for one host: defaults, overlaid with its data. Assumes valid data."""
+    """The settings for one host: defaults, overlaid with its data."""
     values = defaults()
-    values.update({k: data[k] for k in SCHEMA if k in data})
+    values.update({k: copy.deepcopy(data[k]) for k in SCHEMA if k in data})
     return values
 
 
 def validate_hosts(hosts) -> None:
     """Validate every host's data; raise one DeployError listing every problem."""
-    lines = []
-    for h in hosts:
-        for p in problems(h.data.dict()):
-            lines.append(f"  {h.name}: {p}")
+    lines = [f"  {h.name}: {p}" for h in hosts for p in problems(h.data.dict())]
+    pki_dirs = {resolve(h.data.dict())["dockguard_pki_dir"] for h in hosts}
+    if len(pki_dirs) > 1:
+        lines.append(f"  dockguard_pki_dir: every host of a run uses one CA, got {sorted(pki_dirs)}")
     if lines:
         raise DeployError("invalid dockguard settings (nothing was changed on any host):\n" + "\n".join(lines))
 
 
-_validated: set[int] = set()
+_done: set[int] = set()
+_lock = threading.Lock()  # deploy.py runs for every host at once (greenlets)
 
 
-def for_host(host, inventory) -> dict[str, Any]:
-    """Called at the top of deploy.py for each host: the whole inventory is
-    validated on the first call (before any operation runs anywhere)."""
-    if id(inventory) not in _validated:
-        validate_hosts(list(inventory))
-        _validated.add(id(inventory))
+def for_host(host, inventory, preflight: Callable[[list], None] | None = None) -> dict[str, Any]:
+    """Called at the top of deploy.py for each host. The first call validates the
+    whole inventory's settings and runs ``preflight`` (checks of every host's live
+    state, one-time operator-side work such as the CA) before any operation runs."""
+    with _lock:
+        if id(inventory) not in _done:
+            hosts = list(inventory.get_active_hosts())
+            validate_hosts(hosts)
+            if preflight:
+                preflight(hosts)
+            _done.add(id(inventory))
     return resolve(host.data.dict())
+
+
+def markdown_table() -> str:
+    """The README's table of settings, generated from SCHEMA (tests keep them equal)."""
+    rows = ["| setting | default | CIS | what it does | what it breaks |", "|---|---|---|---|---|"]
+    for s in SCHEMA.values():
+        cells = [f"`{s.name}`", f"`{s.default!r}`", s.cis, s.doc, s.breaks]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,19 +1,48 @@
 """dockguard defaults for every host. Override per group (group_data/<group>.py)
-or per host in the inventory. Every setting is documented in operations/settings.py;
-an unknown docker_*/dockguard_* key or a wrong type stops the run before any host
-is touched."""
+or per host in the inventory. Every setting is documented in operations/settings.py
+and in the README's table; an unknown docker_*/dockguard_* key, a wrong type or an
+unsafe combination stops the run before any host is touched."""
 
 # CIS 2.2: no inter-container communication on the default bridge
 docker_icc = False
 # CIS 2.3
 docker_log_level = "info"
+# CIS 2.4: dockerd keeps managing iptables
+docker_iptables = True
+# CIS 2.5: no registries without TLS verification
+docker_insecure_registries = []
+# CIS 2.6: None lets dockerd choose (overlay2); aufs is refused
+docker_storage_driver = None
+# CIS 2.7: a TCP listener ("0.0.0.0:2376") always comes with mutual TLS
+docker_tcp_listen = None
+docker_tls_verify = True
+docker_tls_san = []
+docker_tls_days = 365
+docker_tls_renew_days = 30
+dockguard_pki_dir = "~/.dockguard/pki"
+# CIS 2.8
+docker_default_ulimits = {"nofile": {"soft": 65536, "hard": 65536}, "nproc": {"soft": 8192, "hard": 16384}}
+# CIS 2.9: user namespace remapping; refused where it would hide containers/images
+docker_userns_remap = "default"
+docker_userns_allow_hiding = False
+# CIS 2.10
+docker_cgroup_parent = None
+# CIS 2.12
+docker_authorization_plugins = []
+# CIS 2.13: container logs and their rotation
+docker_log_driver = "json-file"
+docker_log_max_size = "10m"
+docker_log_max_file = 3
+docker_log_opts = {}
 # CIS 2.14: containers cannot gain privileges via setuid binaries
 docker_no_new_privileges = True
 # CIS 2.15: containers survive a dockerd restart (not with Swarm mode)
 docker_live_restore = True
 # CIS 2.16
 docker_userland_proxy = False
-# CIS 2.13: container logs and their rotation
-docker_log_driver = "json-file"
-docker_log_max_size = "10m"
-docker_log_max_file = 3
+# CIS 2.17: None keeps Docker's built-in default seccomp profile
+docker_seccomp_profile = None
+# CIS 2.18
+docker_experimental = False
+# daemon.json keys dockguard does not model (dockerd validates them; rejected ones roll back)
+docker_daemon_extra = {}

@@ -60,13 +60,31 @@ class Lab:
             raise AssertionError(f"{name}: `{command}` exited {r.returncode}: {r.stderr.strip()}")
         return r.stdout
 
-    def apply(self, *args: str, limit: str | None = None) -> Run:
-        """pyinfra -y --json inventory/lab.py deploy.py: the result, parsed."""
+    def apply(self, *args: str, limit: str | None = None, hosts: dict[str, dict] | None = None) -> Run:
+        """pyinfra -y --json inventory/lab.py deploy.py: the result, parsed.
+
+        ``hosts`` adds host data for some hosts ({"dh1": {"docker_icc": True}}), through an
+        inventory that is inventory/lab.py plus those values."""
         cmd = [PYINFRA, "-y", "--json", *args]
         if limit:
             cmd += ["--limit", limit]
-        cmd += ["inventory/lab.py", "deploy.py"]
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        inventory = "inventory/lab.py"
+        if hosts:
+            inventory = f"inventory/e2e_{os.getpid()}.py"
+            (ROOT / inventory).write_text(
+                "import json\n"
+                "exec(open('inventory/lab.py').read())\n"
+                f"_extra = json.loads({json.dumps(json.dumps(hosts))})\n"
+                "lab_containers = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_containers]\n"
+                "lab_vms = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_vms]\n"
+                "lab = [h[0] for h in lab_containers + lab_vms]  # the group of group_data/lab.py\n"
+            )
+        cmd += [inventory, "deploy.py"]
+        try:
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        finally:
+            if hosts:
+                (ROOT / inventory).unlink()
         try:
             out = json.loads(r.stdout) if r.stdout.strip() else None
         except json.JSONDecodeError:

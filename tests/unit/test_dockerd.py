@@ -1,4 +1,5 @@
-"""daemon.json rendering and the decision to restart dockerd."""
+"""daemon.json and drop-in rendering, flag conflicts, the preflight guards, and the
+decision to restart dockerd."""
 
 import json
 
@@ -6,26 +7,82 @@ import pytest
 from pyinfra.api.util import get_template
 
 from operations import TEMPLATES, settings
-from operations.dockerd import daemon_config, render_daemon_json, restart_reasons
+from operations.dockerd import (
+    daemon_config,
+    exec_start,
+    flag_conflicts,
+    preflight_problems,
+    render_daemon_json,
+    restart_reasons,
+    supports_validate,
+)
 
 DEFAULTS = settings.defaults()
+VENDOR = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS"
 
 
 def test_default_daemon_json():
     assert daemon_config(DEFAULTS) == {
+        "default-ulimits": {
+            "nofile": {"Hard": 65536, "Name": "nofile", "Soft": 65536},
+            "nproc": {"Hard": 16384, "Name": "nproc", "Soft": 8192},
+        },
+        "experimental": False,
         "icc": False,
+        "insecure-registries": [],
+        "iptables": True,
         "live-restore": True,
         "log-driver": "json-file",
         "log-level": "info",
         "log-opts": {"max-file": "3", "max-size": "10m"},
         "no-new-privileges": True,
         "userland-proxy": False,
+        "userns-remap": "default",
     }
 
 
-def test_log_opts_are_strings_and_only_for_rotating_drivers():
+def test_optional_keys_only_when_set():
+    conf = daemon_config(
+        DEFAULTS
+        | {
+            "docker_storage_driver": "overlay2",
+            "docker_cgroup_parent": "docker.slice",
+            "docker_authorization_plugins": ["authz-broker"],
+            "docker_seccomp_profile": "dockguard",
+            "docker_userns_remap": None,
+        }
+    )
+    assert conf["storage-driver"] == "overlay2"
+    assert conf["cgroup-parent"] == "docker.slice"
+    assert conf["authorization-plugins"] == ["authz-broker"]
+    assert conf["seccomp-profile"] == "/etc/docker/seccomp/dockguard.json"
+    assert "userns-remap" not in conf
+
+
+def test_tcp_listener_brings_tls_files_into_daemon_json_but_no_hosts():
+    conf = daemon_config(DEFAULTS | {"docker_tcp_listen": "0.0.0.0:2376"})
+    assert conf["tlsverify"] is True and conf["tls"] is True
+    assert conf["tlscacert"] == "/etc/docker/tls/ca.pem"
+    assert conf["tlscert"] == "/etc/docker/tls/server-cert.pem"
+    assert conf["tlskey"] == "/etc/docker/tls/server-key.pem"
+    assert "hosts" not in conf
+
+
+def test_log_opts_are_strings_and_rotation_only_for_rotating_drivers():
     assert daemon_config(DEFAULTS | {"docker_log_max_file": 5})["log-opts"]["max-file"] == "5"
-    assert "log-opts" not in daemon_config(DEFAULTS | {"docker_log_driver": "journald"})
+    journald = daemon_config(DEFAULTS | {"docker_log_driver": "journald"})
+    assert "log-opts" not in journald
+    syslog = daemon_config(
+        DEFAULTS | {"docker_log_driver": "syslog", "docker_log_opts": {"syslog-address": "udp://10.0.0.1:514"}}
+    )
+    assert syslog["log-opts"] == {"syslog-address": "udp://10.0.0.1:514"}
+
+
+def test_extra_keys_pass_through():
+    assert (
+        daemon_config(DEFAULTS | {"docker_daemon_extra": {"max-concurrent-downloads": 2}})["max-concurrent-downloads"]
+        == 2
+    )
 
 
 def test_template_renders_valid_json_with_sorted_keys():
@@ -37,15 +94,47 @@ def test_template_renders_valid_json_with_sorted_keys():
     assert list(json.loads(out)) == sorted(json.loads(out))
 
 
+def test_dropin_keeps_the_vendor_command_and_adds_the_tcp_listener():
+    assert exec_start(VENDOR, DEFAULTS) == VENDOR
+    assert exec_start(VENDOR, DEFAULTS | {"docker_tcp_listen": "0.0.0.0:2376"}) == (
+        "/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 --containerd=/run/containerd/containerd.sock $DOCKER_OPTS"
+    )
+    # A TCP listener from elsewhere is dropped: dockguard owns listeners.
+    assert exec_start("/usr/bin/dockerd -H fd:// -H tcp://0.0.0.0:2375", DEFAULTS) == "/usr/bin/dockerd -H fd://"
+    assert exec_start("/usr/bin/dockerd --host=tcp://0.0.0.0:2375 -H fd://", DEFAULTS) == "/usr/bin/dockerd -H fd://"
+    template = get_template(str(TEMPLATES / "etc/systemd/system/docker.service.d/dockguard.conf.j2"))
+    lines = template.render(exec_start=VENDOR).splitlines()
+    assert lines[-3:] == ["[Service]", "ExecStart=", f"ExecStart={VENDOR}"]
+
+
+def test_flag_conflicts_name_the_source_and_key():
+    conf = daemon_config(DEFAULTS)
+    assert flag_conflicts({"DOCKER_OPTS in /etc/default/docker": "--icc=false -l debug --dns 8.8.8.8"}, conf) == [
+        "DOCKER_OPTS in /etc/default/docker sets --icc, which daemon.json sets as 'icc'",
+        "DOCKER_OPTS in /etc/default/docker sets -l, which daemon.json sets as 'log-level'",
+    ]
+    assert flag_conflicts({"docker.service ExecStart": VENDOR}, conf) == []
+
+
 LIVE_OK = {
     "active": "active",
     "enabled": "enabled",
-    "config_sha": "abc",
-    "applied_sha": "abc",
+    "vendor_exec": VENDOR,
+    "default_opts": None,
+    "sysconfig_opts": None,
+    "config_digest": "abc",
+    "applied_digest": "abc",
+    "known_good": True,
+    "dockerd": "/usr/sbin/dockerd",
     "server_version": "20.10.24",
     "live_restore": True,
     "logging_driver": "json-file",
-    "security_options": [],
+    "security_options": ["name=seccomp,profile=default", "name=userns"],
+    "swarm": "inactive",
+    "containers": 0,
+    "running": 0,
+    "images": 0,
+    "root_dir": "/var/lib/docker/100000.100000",
     "bridge_icc": False,
 }
 
@@ -59,11 +148,12 @@ def test_no_restart_when_running_daemon_matches():
     [
         ({"active": "failed"}, "dockerd is failed"),
         ({"active": "inactive"}, "dockerd is inactive"),
-        ({"applied_sha": "old"}, "daemon.json differs from the one dockerd was last started with"),
-        ({"applied_sha": None}, "daemon.json differs from the one dockerd was last started with"),
+        ({"applied_digest": "old"}, "its configuration files differ from the ones dockerd last started healthy with"),
+        ({"applied_digest": None}, "its configuration files differ from the ones dockerd last started healthy with"),
         ({"bridge_icc": True}, "default bridge runs with enable_icc=true"),
         ({"live_restore": False}, "dockerd runs with live-restore=false"),
         ({"logging_driver": "journald"}, "dockerd runs with log-driver=journald"),
+        ({"security_options": ["name=seccomp,profile=default"]}, "dockerd runs with userns-remap off"),
         ({"server_version": None}, "docker info did not answer"),
     ],
 )
@@ -73,3 +163,54 @@ def test_restart_when_running_daemon_differs(change, reason):
 
 def test_restart_when_state_unknown():
     assert restart_reasons({}, DEFAULTS) == ["dockerd state unknown"]
+
+
+STOCK = LIVE_OK | {"security_options": ["name=seccomp,profile=default"], "root_dir": "/var/lib/docker"}
+
+
+def test_preflight_refuses_userns_remap_that_would_hide_containers():
+    live = STOCK | {"containers": 3, "running": 1, "images": 2}
+    assert preflight_problems(live, DEFAULTS) == [
+        "docker_userns_remap: turning userns-remap on moves dockerd to another storage root: 3 containers "
+        "(1 running) and 2 images in /var/lib/docker would disappear from view (running containers would be "
+        "stopped); set docker_userns_allow_hiding: True for this host to accept that"
+    ]
+    assert preflight_problems(live, DEFAULTS | {"docker_userns_allow_hiding": True}) == []
+    assert preflight_problems(STOCK, DEFAULTS) == []  # nothing to hide
+    assert preflight_problems(live, DEFAULTS | {"docker_userns_remap": None}) == []  # no change
+
+
+def test_preflight_refuses_turning_userns_remap_off_over_content():
+    live = LIVE_OK | {"images": 4}
+    assert preflight_problems(live, DEFAULTS | {"docker_userns_remap": None})[0].startswith(
+        "docker_userns_remap: turning userns-remap off moves dockerd to another storage root: 4 images"
+    )
+
+
+def test_preflight_refuses_live_restore_on_a_swarm_node():
+    assert preflight_problems(LIVE_OK | {"swarm": "active"}, DEFAULTS) == [
+        "docker_live_restore: this host is a Swarm node; live-restore cannot be used with Swarm mode"
+    ]
+    assert preflight_problems(LIVE_OK | {"swarm": "active"}, DEFAULTS | {"docker_live_restore": False}) == []
+
+
+def test_preflight_refuses_flags_that_daemon_json_also_sets():
+    assert preflight_problems(LIVE_OK | {"default_opts": "--live-restore"}, DEFAULTS) == [
+        "DOCKER_OPTS in /etc/default/docker sets --live-restore, which daemon.json sets as 'live-restore'"
+    ]
+    assert preflight_problems(LIVE_OK | {"sysconfig_opts": "--selinux-enabled --log-driver=journald"}, DEFAULTS) == [
+        "OPTIONS in /etc/sysconfig/docker sets --log-driver, which daemon.json sets as 'log-driver'"
+    ]
+
+
+def test_preflight_refuses_a_host_without_docker():
+    assert preflight_problems({"active": "inactive", "dockerd": None}, DEFAULTS) == [
+        "dockerd is not installed (install docker.io or docker-ce first)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "version, expected", [("20.10.24+dfsg1", False), ("23.0.1", True), ("27.3.1", True), (None, False)]
+)
+def test_dockerd_validate_only_where_the_engine_has_it(version, expected):
+    assert supports_validate({"server_version": version}) is expected

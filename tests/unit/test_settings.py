@@ -16,6 +16,12 @@ def _fake_host(name, **data):
     return SimpleNamespace(name=name, data=SimpleNamespace(dict=lambda: data))
 
 
+def test_one_ca_for_every_host_of_a_run():
+    with pytest.raises(DeployError) as e:
+        settings.validate_hosts([_fake_host("a"), _fake_host("b", dockguard_pki_dir="/srv/pki")])
+    assert "dockguard_pki_dir: every host of a run uses one CA, got ['/srv/pki', '~/.dockguard/pki']" in str(e.value)
+
+
 def test_group_data_all_holds_every_default():
     """inventory/group_data/all.py is the operator's view of the schema defaults: they agree."""
     tree = ast.parse(ALL_PY.read_text())
@@ -34,6 +40,17 @@ def test_defaults_are_valid():
 def test_every_setting_documents_its_cis_control():
     for s in settings.SCHEMA.values():
         assert s.cis and s.doc, s.name
+
+
+def test_readme_table_is_generated_from_the_schema():
+    readme = (ALL_PY.parents[2] / "README.md").read_text()
+    assert settings.markdown_table() in readme, "run `make readme`"
+
+
+def test_defaults_are_not_shared_between_hosts():
+    a, b = settings.resolve({}), settings.resolve({})
+    a["docker_default_ulimits"]["nofile"]["soft"] = 1
+    assert b["docker_default_ulimits"]["nofile"]["soft"] == 65536
 
 
 @pytest.mark.parametrize(
@@ -58,6 +75,70 @@ def test_every_setting_documents_its_cis_control():
         ),
         ({"docker_live_restor": True}, "docker_live_restor: unknown setting (did you mean docker_live_restore?)"),
         ({"dockguard_frobnicate": 1}, "dockguard_frobnicate: unknown setting"),
+        (
+            {"docker_storage_driver": "aufs"},
+            "docker_storage_driver: aufs is deprecated and not allowed (CIS 2.6): use overlay2",
+        ),
+        (
+            {"docker_tcp_listen": "2376"},
+            "docker_tcp_listen: must be ADDRESS:PORT such as '0.0.0.0:2376', got '2376'",
+        ),
+        (
+            {"docker_tcp_listen": "docker.example:2376"},
+            "docker_tcp_listen: must be an IP address and a port such as '0.0.0.0:2376', got 'docker.example:2376'",
+        ),
+        (
+            {"docker_tcp_listen": "0.0.0.0:2376", "docker_tls_verify": False},
+            "docker_tcp_listen: dockerd would listen on TCP 0.0.0.0:2376 without verifying client certificates: "
+            "anyone who reaches the port is root on the host (CIS 2.7); set docker_tls_verify: True",
+        ),
+        (
+            {"docker_default_ulimits": {"nofile": {"soft": 2048, "hard": 1024}}},
+            "docker_default_ulimits: nofile: soft limit 2048 is above the hard limit 1024",
+        ),
+        (
+            {"docker_default_ulimits": {"nofile": 1024}},
+            "docker_default_ulimits: nofile must be a mapping with exactly 'soft' and 'hard', got 1024",
+        ),
+        (
+            {"docker_default_ulimits": {"files": {"soft": 1, "hard": 1}}},
+            "docker_default_ulimits: unknown ulimit 'files' (known: core, cpu, data, fsize, locks, memlock, "
+            "msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack)",
+        ),
+        (
+            {"docker_insecure_registries": "reg:5000"},
+            "docker_insecure_registries: expected a list, got a string 'reg:5000'",
+        ),
+        (
+            {"docker_log_opts": {"max-buffer-size": 4}},
+            "docker_log_opts: keys and values must be strings (dockerd rejects others), got 'max-buffer-size': 4",
+        ),
+        (
+            {"docker_seccomp_profile": "strict"},
+            "docker_seccomp_profile: must be 'dockguard' (the shipped profile) or an absolute path on the host, "
+            "got 'strict'",
+        ),
+        (
+            {"docker_userns_remap": "Dock Remap"},
+            "docker_userns_remap: must be 'default' or USER[:GROUP], got 'Dock Remap'",
+        ),
+        (
+            {"docker_daemon_extra": {"icc": True}},
+            "docker_daemon_extra: icc is managed by dockguard settings; set those",
+        ),
+        (
+            {"docker_daemon_extra": {"hosts": ["tcp://0.0.0.0:2375"]}},
+            "docker_daemon_extra: 'hosts' conflicts with the -H flags of docker.service; use docker_tcp_listen",
+        ),
+        (
+            {"docker_daemon_extra": {"storage-opts": ["dm.basesize=20G"]}},
+            "docker_daemon_extra: dm.basesize changes the base device size (CIS 2.11)",
+        ),
+        (
+            {"docker_tls_renew_days": 400},
+            "docker_tls_renew_days: 400 is not below docker_tls_days 365: every run would renew the certificate",
+        ),
+        ({"docker_userns_remap": 1}, "docker_userns_remap: expected a string or None, got an integer 1"),
     ],
 )
 def test_bad_input_messages(data, message):

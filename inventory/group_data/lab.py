@@ -1,0 +1,9 @@
+"""Settings for the local lab's hosts (group `lab`, from inventory/lab.py).
+
+This machine gives its processes a hard limit of 20000 open files and no way to
+raise it (no CAP_SYS_RESOURCE), so dockerd in a lab host cannot hand containers
+more: the default of 65536 would make every container start fail, and the
+preflight refuses it. The lab uses a limit that fits.
+"""
+
+docker_default_ulimits = {"nofile": {"soft": 16384, "hard": 16384}, "nproc": {"soft": 8192, "hard": 16384}}
