@@ -432,10 +432,22 @@ def restart(cfg: dict[str, Any], reasons: list[str] | None = None, validate: boo
         if validate
         else ""
     )
+    # live-restore only protects containers if the daemon being stopped already has it:
+    # turn it on by a reload (SIGHUP reloads live-restore) before restarting.
+    live_restore_first = (
+        "if [ \"$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)\" = false ]; then "
+        "systemctl reload docker.service; i=0; "
+        "until [ \"$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)\" = true ]; do "
+        "i=$((i+1)); [ $i -ge 15 ] && break; sleep 1; done; fi; "
+        if cfg["docker_live_restore"]
+        else ""
+    )
     yield StringCommand(
         "t0=$(date +%s); "
         + validate_cmd
-        + "systemctl daemon-reload && systemctl reset-failed docker.service >/dev/null 2>&1; "
+        + "systemctl daemon-reload && "
+        + live_restore_first
+        + "systemctl reset-failed docker.service >/dev/null 2>&1; "
         "if systemctl restart docker.service && { " + health_script(cfg) + "; }; then "
         f"{_snapshot_script()} && cat {files_list} 2>/dev/null | sha256sum | cut -d' ' -f1 > {APPLIED}; "
         f"else {fail}; fi"

@@ -60,14 +60,35 @@ class Lab:
             raise AssertionError(f"{name}: `{command}` exited {r.returncode}: {r.stderr.strip()}")
         return r.stdout
 
-    def apply(self, *args: str, limit: str | None = None, hosts: dict[str, dict] | None = None) -> Run:
+    def reset_to_stock(self, name: str) -> None:
+        """Docker as the distribution installs it, empty: no dockguard file, no dockguard state,
+        no container or image in its (not remapped) storage root."""
+        self.ssh(
+            name,
+            "systemctl stop docker.service docker.socket; rm -rf /etc/docker/daemon.json /etc/docker/tls "
+            "/etc/docker/seccomp /etc/systemd/system/docker.service.d/dockguard.conf /var/lib/dockguard; "
+            "systemctl daemon-reload; systemctl reset-failed docker.service; systemctl start docker.service && "
+            "docker ps -aq | xargs -r docker rm -f >/dev/null && docker image prune -af >/dev/null",
+        )
+
+    def docker(self, name: str, args: str) -> str:
+        return self.ssh(name, f"docker {args}").strip()
+
+    def start_container(self, name: str) -> str:
+        """A running container from the lab's busybox image; returns its id."""
+        self.ssh(
+            name, "docker image inspect keep:me >/dev/null 2>&1 || docker import /opt/dockguard-lab/busybox.tar keep:me"
+        )
+        return self.docker(name, "run -d keep:me sleep 100000")
+
+    def apply(self, *args: str, limit: str | list[str] | None = None, hosts: dict[str, dict] | None = None) -> Run:
         """pyinfra -y --json inventory/lab.py deploy.py: the result, parsed.
 
         ``hosts`` adds host data for some hosts ({"dh1": {"docker_icc": True}}), through an
         inventory that is inventory/lab.py plus those values."""
         cmd = [PYINFRA, "-y", "--json", *args]
-        if limit:
-            cmd += ["--limit", limit]
+        for name in [limit] if isinstance(limit, str) else limit or []:
+            cmd += ["--limit", name]
         inventory = "inventory/lab.py"
         if hosts:
             inventory = f"inventory/e2e_{os.getpid()}.py"

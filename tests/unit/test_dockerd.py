@@ -214,3 +214,13 @@ def test_preflight_refuses_a_host_without_docker():
 )
 def test_dockerd_validate_only_where_the_engine_has_it(version, expected):
     assert supports_validate({"server_version": version}) is expected
+
+
+def test_preflight_refuses_ulimits_above_dockerds_own():
+    live = LIVE_OK | {"hard_limits": {"nofile": 20000, "nproc": -1}}
+    assert preflight_problems(live, DEFAULTS) == [
+        "docker_default_ulimits: nofile hard limit 65536 is above dockerd's own hard limit 20000 on this host: "
+        "every container start would fail"
+    ]
+    small = {"nofile": {"soft": 1024, "hard": 20000}, "nproc": {"soft": -1, "hard": -1}}
+    assert preflight_problems(live, DEFAULTS | {"docker_default_ulimits": small}) == []

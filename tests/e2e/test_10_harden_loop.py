@@ -26,7 +26,7 @@ def bridge_icc(lab, name) -> str:
 def test_first_apply_hardens_every_host_and_second_apply_changes_nothing(lab):
     # Start from Docker as Debian installs it, whatever an earlier run left.
     for name in lab.names:
-        lab.ssh(name, f"rm -f {DAEMON_JSON} /var/lib/dockguard/dockerd.applied && systemctl restart docker")
+        lab.reset_to_stock(name)
         assert bridge_icc(lab, name) == "true"
 
     first = lab.apply()
