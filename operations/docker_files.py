@@ -23,13 +23,14 @@ class PathRule:
     user: str
     group: str
     max_mode: str  # the loosest mode allowed, octal: "644"
+    exact: bool = False  # the mode must be max_mode itself (private keys: exactly 0400)
 
 
 RULES = [
     PathRule("3.5/3.6", "/etc/docker", "root", "root", "755"),
     PathRule("3.9/3.10", "/etc/docker/tls/ca.pem", "root", "root", "444"),
     PathRule("3.11/3.12", "/etc/docker/tls/server-cert.pem", "root", "root", "444"),
-    PathRule("3.13/3.14", "/etc/docker/tls/server-key.pem", "root", "root", "400"),
+    PathRule("3.13/3.14", "/etc/docker/tls/server-key.pem", "root", "root", "400", exact=True),
     PathRule("3.17/3.18", "/etc/docker/daemon.json", "root", "root", "644"),
     PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/dockguard.conf", "root", "root", "644"),
 ]
@@ -67,7 +68,9 @@ def fixes(rule: PathRule, current: dict[str, str] | None) -> list[str]:
     path = shlex.quote(rule.path)
     if (current["user"], current["group"]) != (rule.user, rule.group):
         cmds.append(f"chown {rule.user}:{rule.group} {path}")
-    if extra:
+    if rule.exact and have & 0o7777 != int(rule.max_mode, 8):
+        cmds.append(f"chmod {rule.max_mode} {path}")
+    elif extra:
         cmds.append(f"chmod {have & ~extra:o} {path}")
     return cmds
 

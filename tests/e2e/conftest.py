@@ -6,10 +6,12 @@ lab is a failure there; run by hand without a lab, these tests skip and say why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +83,43 @@ class Lab:
         )
         return self.docker(name, "run -d keep:me sleep 100000")
 
+    @contextlib.contextmanager
+    def inventory(self, hosts: dict[str, dict] | None = None):
+        """inventory/lab.py, or (with ``hosts``) an inventory that is inventory/lab.py plus
+        some host data ({"dh1": {"docker_icc": True}}); yields its path."""
+        if not hosts:
+            yield "inventory/lab.py"
+            return
+        path = ROOT / f"inventory/e2e_{os.getpid()}.py"
+        path.write_text(
+            "import json\n"
+            "exec(open('inventory/lab.py').read())\n"
+            f"_extra = json.loads({json.dumps(json.dumps(hosts))})\n"
+            "lab_containers = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_containers]\n"
+            "lab_vms = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_vms]\n"
+            "lab = [h[0] for h in lab_containers + lab_vms]  # the group of group_data/lab.py\n"
+        )
+        try:
+            yield str(path.relative_to(ROOT))
+        finally:
+            path.unlink()
+
+    def cis(self, junit: Path, hosts: dict[str, dict] | None = None, keyword: str | None = None):
+        """Run the CIS testinfra suite against the lab (with ``hosts`` data, as ``apply``);
+        returns (exit code, output, {test id: "passed"/"failed"/"skipped"})."""
+        with self.inventory(hosts) as inventory:
+            cmd = [sys.executable, "-m", "pytest", "tests/cis", "--inventory", inventory, "-q", f"--junitxml={junit}"]
+            if keyword:
+                cmd += ["-k", keyword]
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        results = {}
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            failed = case.find("failure") is not None or case.find("error") is not None
+            results[case.get("name")] = (
+                "failed" if failed else "skipped" if case.find("skipped") is not None else "passed"
+            )
+        return r.returncode, r.stdout, results
+
     def apply(self, *args: str, limit: str | list[str] | None = None, hosts: dict[str, dict] | None = None) -> Run:
         """pyinfra -y --json inventory/lab.py deploy.py: the result, parsed.
 
@@ -89,23 +128,9 @@ class Lab:
         cmd = [PYINFRA, "-y", "--json", *args]
         for name in [limit] if isinstance(limit, str) else limit or []:
             cmd += ["--limit", name]
-        inventory = "inventory/lab.py"
-        if hosts:
-            inventory = f"inventory/e2e_{os.getpid()}.py"
-            (ROOT / inventory).write_text(
-                "import json\n"
-                "exec(open('inventory/lab.py').read())\n"
-                f"_extra = json.loads({json.dumps(json.dumps(hosts))})\n"
-                "lab_containers = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_containers]\n"
-                "lab_vms = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_vms]\n"
-                "lab = [h[0] for h in lab_containers + lab_vms]  # the group of group_data/lab.py\n"
-            )
-        cmd += [inventory, "deploy.py"]
-        try:
+        with self.inventory(hosts) as inventory:
+            cmd += [inventory, "deploy.py"]
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-        finally:
-            if hosts:
-                (ROOT / inventory).unlink()
         try:
             out = json.loads(r.stdout) if r.stdout.strip() else None
         except json.JSONDecodeError:
