@@ -224,3 +224,55 @@ def test_preflight_refuses_ulimits_above_dockerds_own():
     ]
     small = {"nofile": {"soft": 1024, "hard": 20000}, "nproc": {"soft": -1, "hard": -1}}
     assert preflight_problems(live, DEFAULTS | {"docker_default_ulimits": small}) == []
+
+
+@pytest.mark.parametrize(
+    "setting, value, key, expected",
+    [
+        ("docker_icc", True, "icc", True),
+        ("docker_log_level", "warn", "log-level", "warn"),
+        ("docker_iptables", False, "iptables", False),
+        ("docker_insecure_registries", ["reg.lan:5000"], "insecure-registries", ["reg.lan:5000"]),
+        ("docker_storage_driver", "btrfs", "storage-driver", "btrfs"),
+        ("docker_default_ulimits", {"core": {"soft": 0, "hard": 0}}, "default-ulimits",
+         {"core": {"Name": "core", "Soft": 0, "Hard": 0}}),
+        ("docker_userns_remap", "builder:builder", "userns-remap", "builder:builder"),
+        ("docker_cgroup_parent", "/docker", "cgroup-parent", "/docker"),
+        ("docker_authorization_plugins", ["opa"], "authorization-plugins", ["opa"]),
+        ("docker_log_driver", "local", "log-driver", "local"),
+        ("docker_log_max_size", "50m", "log-opts", {"max-size": "50m", "max-file": "3"}),
+        ("docker_log_max_file", 9, "log-opts", {"max-size": "10m", "max-file": "9"}),
+        ("docker_log_opts", {"compress": "true"}, "log-opts", {"compress": "true", "max-size": "10m", "max-file": "3"}),
+        ("docker_no_new_privileges", False, "no-new-privileges", False),
+        ("docker_live_restore", False, "live-restore", False),
+        ("docker_userland_proxy", True, "userland-proxy", True),
+        ("docker_seccomp_profile", "/srv/seccomp.json", "seccomp-profile", "/srv/seccomp.json"),
+        ("docker_experimental", True, "experimental", True),
+        ("docker_tcp_listen", "10.0.0.5:2376", "tlsverify", True),
+        ("docker_daemon_extra", {"default-address-pools": []}, "default-address-pools", []),
+    ],
+)  # fmt: skip
+def test_every_setting_renders_into_daemon_json(setting, value, key, expected):
+    assert settings.problems({setting: value}) == []
+    assert daemon_config(DEFAULTS | {setting: value})[key] == expected
+
+
+def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
+    """Every setting reaches dockerd somewhere: daemon.json, the drop-in, the TLS files,
+    the dockremap user, or the preflight."""
+    elsewhere = {
+        "docker_tls_verify": "a TCP listener without it is refused (settings)",
+        "docker_tls_san": "server certificate names (tls)",
+        "docker_tls_days": "server certificate validity (tls)",
+        "docker_tls_renew_days": "renewal margin (tls)",
+        "dockguard_pki_dir": "the operator's CA (tls)",
+        "docker_userns_allow_hiding": "preflight",
+    }
+    rendered = {
+        "docker_icc", "docker_log_level", "docker_iptables", "docker_insecure_registries",
+        "docker_storage_driver", "docker_tcp_listen", "docker_default_ulimits", "docker_userns_remap",
+        "docker_cgroup_parent", "docker_authorization_plugins", "docker_log_driver", "docker_log_max_size",
+        "docker_log_max_file", "docker_log_opts", "docker_no_new_privileges", "docker_live_restore",
+        "docker_userland_proxy", "docker_seccomp_profile", "docker_experimental", "docker_daemon_extra",
+    }  # fmt: skip
+    assert set(settings.SCHEMA) == rendered | set(elsewhere)
