@@ -10,9 +10,15 @@ state, in order.
 
 from pyinfra import host, inventory
 
-from operations import docker_files, dockerd, settings
+from operations import audit, docker_files, docker_group, dockerd, lynis, settings
 
 cfg = settings.for_host(host, inventory, preflight=dockerd.preflight)
 
-dockerd.configure(cfg)  # CIS 2: daemon.json, drop-in, TLS, userns; restart only when needed
-docker_files.configure(cfg)  # CIS 3: owner and mode of Docker files
+lynis.configure_before(cfg)  # CIS 1.2.1: a first audit of a host never audited
+changed = [
+    *dockerd.configure(cfg),  # CIS 2: daemon.json, drop-in, TLS, userns; restart only when needed
+    *docker_files.configure(cfg),  # CIS 3: owner and mode of files, sockets, units, certificates
+    *audit.configure(cfg),  # CIS 1.1.3-1.1.18: audit watches, loaded and verified
+    *docker_group.configure(cfg),  # CIS 1.1.2: docker group members
+]
+lynis.configure_after(cfg, changed)  # CIS 1.2.1: audit again if changed, save report, gate

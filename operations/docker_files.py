@@ -1,19 +1,33 @@
-"""Owner and mode of Docker's files (CIS Docker Benchmark 1.6.0, section 3).
+"""Owner and mode of Docker's files, sockets, units and certificates
+(CIS Docker Benchmark 1.6.0, section 3).
 
-One fact reads every path at once and one operation fixes them all, so a no-op
-run costs one command however many paths are checked. Modes are compared as
+One fact reads every path at once (hostpaths.DockerHostPaths) and one operation
+fixes them all, so a no-op run costs one command however many paths are
+checked. Each rule applies only where its path exists. Modes are compared as
 bitmasks: "644 or stricter" means no bits beyond 0644 (a 0622 file is not
-stricter than 0644, though 622 < 644), and a stricter mode is left alone.
+stricter than 0644, though 622 < 644), and a stricter mode is left alone;
+private keys must be exactly 0400.
+
+The sockets are re-created by systemd and containerd at every start, so their
+owner and mode are also set where they come from: docker.socket gets a drop-in
+(SocketMode/SocketUser/SocketGroup); containerd's socket is root:root 0660 by
+default ([grpc] uid/gid 0) and is only checked and corrected live.
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
-from pyinfra.api.exceptions import FactProcessError
+from pyinfra.api import operation
+from pyinfra.operations import files
+
+from . import TEMPLATES, say
+from .hostpaths import DockerHostPaths
+
+SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
 
 
 @dataclass(frozen=True)
@@ -26,36 +40,34 @@ class PathRule:
     exact: bool = False  # the mode must be max_mode itself (private keys: exactly 0400)
 
 
-RULES = [
+FIXED_RULES = [
     PathRule("3.5/3.6", "/etc/docker", "root", "root", "755"),
     PathRule("3.9/3.10", "/etc/docker/tls/ca.pem", "root", "root", "444"),
     PathRule("3.11/3.12", "/etc/docker/tls/server-cert.pem", "root", "root", "444"),
     PathRule("3.13/3.14", "/etc/docker/tls/server-key.pem", "root", "root", "400", exact=True),
+    PathRule("3.15/3.16", "/var/run/docker.sock", "root", "docker", "660"),
     PathRule("3.17/3.18", "/etc/docker/daemon.json", "root", "root", "644"),
+    PathRule("3.19/3.20", "/etc/default/docker", "root", "root", "644"),
+    PathRule("3.21/3.22", "/etc/sysconfig/docker", "root", "root", "644"),
+    PathRule("3.23/3.24", "/run/containerd/containerd.sock", "root", "root", "660"),
     PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/dockguard.conf", "root", "root", "644"),
+    PathRule("3.3/3.4", SOCKET_DROPIN, "root", "root", "644"),
 ]
 
 
-class PathModes(FactBase):
-    """{path: {"mode": "644", "user": "root", "group": "root"}} for the paths that exist."""
-
-    def command(self, paths: list[str]) -> str:
-        quoted = " ".join(shlex.quote(p) for p in paths)
-        return f"stat -c '%a %U %G %n' -- {quoted} 2>/dev/null; true"
-
-    @staticmethod
-    def default() -> dict:
-        return {}
-
-    def process(self, output: list[str]) -> dict[str, dict[str, str]]:
-        out = {}
-        for line in output:
-            parts = line.split(" ", 3)
-            if len(parts) != 4 or not parts[0].isdigit():
-                raise FactProcessError(f"unexpected stat output: {line!r}")
-            mode, user, group, path = parts
-            out[path] = {"mode": mode, "user": user, "group": group}
-        return out
+def rules_for(paths: dict[str, Any]) -> list[PathRule]:
+    """Every rule for this host: the fixed paths, the unit files where this
+    distribution keeps them, and each registry certificate (3.7/3.8)."""
+    rules = list(FIXED_RULES)
+    units = paths.get("units", {})
+    if "docker.service" in units:
+        rules.append(PathRule("3.1/3.2", units["docker.service"], "root", "root", "644"))
+    if "docker.socket" in units:
+        rules.append(PathRule("3.3/3.4", units["docker.socket"], "root", "root", "644"))
+    for cert in paths.get("certs", []):
+        kind = paths.get("stat", {}).get(cert, {}).get("type", "")
+        rules.append(PathRule("3.7/3.8", cert, "root", "root", "755" if kind == "directory" else "444"))
+    return rules
 
 
 def fixes(rule: PathRule, current: dict[str, str] | None) -> list[str]:
@@ -75,17 +87,42 @@ def fixes(rule: PathRule, current: dict[str, str] | None) -> list[str]:
     return cmds
 
 
+def violations(paths: dict[str, Any]) -> list[tuple[PathRule, list[str]]]:
+    """(rule, commands) for every existing path that is out of its rule."""
+    out = []
+    for rule in rules_for(paths):
+        cmds = fixes(rule, paths.get("stat", {}).get(rule.path))
+        if cmds:
+            out.append((rule, cmds))
+    return out
+
+
 @operation()
-def permissions(rules: list[PathRule] | None = None):
+def permissions():
     """Every rule's path that exists: owner exact, mode no looser than allowed."""
-    rules = rules if rules is not None else RULES
-    live = host.get_fact(PathModes, paths=[r.path for r in rules])
-    cmds = [c for r in rules for c in fixes(r, live.get(r.path))]
-    if not cmds:
-        host.noop(f"{len(live)} Docker paths have the required owner and mode")
+    paths = host.get_fact(DockerHostPaths)
+    found = violations(paths)
+    if not found:
+        checked = sum(1 for r in rules_for(paths) if r.path in paths.get("stat", {}))
+        host.noop(f"{checked} Docker paths have the required owner and mode")
         return
-    yield " && ".join(cmds)
+    for rule, _ in found:
+        say(f"CIS {rule.cis}: {rule.path} is not {rule.user}:{rule.group} {rule.max_mode} or stricter")
+    yield " && ".join(c for _, cmds in found for c in cmds)
 
 
-def configure(cfg) -> None:
-    permissions(name="CIS 3.x: owner and mode of Docker files")
+def configure(cfg) -> list:
+    """CIS 3.x. Returns the operations whose change matters to later areas."""
+    socket = files.template(
+        name="CIS 3.15/3.16: docker.socket creates docker.sock root:docker 0660",
+        src=str(TEMPLATES / "etc/systemd/system/docker.socket.d/dockguard.conf.j2"),
+        dest=SOCKET_DROPIN,
+    )
+    reload_units(name="CIS 3.15/3.16: systemd reads the docker.socket drop-in", _if=socket.did_change)
+    perms = permissions(name="CIS 3.x: owner and mode of Docker files, sockets, units and certificates")
+    return [socket, perms]
+
+
+@operation()
+def reload_units():
+    yield "systemctl daemon-reload"

@@ -476,14 +476,15 @@ def supports_validate(live: dict[str, Any]) -> bool:
         return False
 
 
-def configure(cfg: dict[str, Any]) -> None:
-    """CIS 2.2-2.18: daemon.json and the drop-in, then restart only if needed."""
+def configure(cfg: dict[str, Any]) -> list:
+    """CIS 2.2-2.18: daemon.json and the drop-in, then restart only if needed.
+    Returns the operations that may change the host."""
     live = live_state()
     stale = restart_reasons(live, cfg)
-    keep_known_good(name="dockerd: keep the current configuration to roll back to", live=live)
+    keep = keep_known_good(name="dockerd: keep the current configuration to roll back to", live=live)
     changed = []
     if cfg["docker_userns_remap"] == "default":
-        userns.configure(cfg)
+        changed.append(userns.configure(cfg))
     if cfg["docker_tcp_listen"]:
         changed += tls.configure(cfg)
     if cfg["docker_seccomp_profile"] == "dockguard":
@@ -510,11 +511,12 @@ def configure(cfg: dict[str, Any]) -> None:
             exec_start=exec_start(live.get("vendor_exec") or "/usr/sbin/dockerd -H fd://", cfg),
         )
     )
-    enabled(name="dockerd: docker.service enabled", live=live)
-    restart(
+    enable = enabled(name="dockerd: docker.service enabled", live=live)
+    restarted = restart(
         name="dockerd: restart when the config changed or the daemon does not match it",
         cfg=cfg,
         reasons=stale or ["configuration changed"],
         validate=supports_validate(live),
         _if=lambda: bool(stale) or any(op.did_change() for op in changed),
     )
+    return [keep, *changed, enable, restarted]

@@ -21,7 +21,7 @@ from typing import Any
 from pyinfra.api.exceptions import DeployError
 
 # Host-data keys under these prefixes belong to dockguard: an unknown one is an error.
-PREFIXES = ("dockguard_", "docker_")
+PREFIXES = ("dockguard_", "docker_", "lynis_")
 
 _SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
 # Ulimit names dockerd accepts (github.com/docker/go-units ulimit.go).
@@ -285,6 +285,31 @@ SCHEMA: dict[str, Setting] = {
         ),
         Setting(
             "docker_experimental", bool, False, "2.18", "Experimental daemon features.",
+        ),
+        Setting(
+            "docker_group_members", list, [], "1.1.2",
+            "Users allowed in the docker group (root-equivalent). Every other member is reported.",
+            check=_strings,
+        ),
+        Setting(
+            "docker_group_enforce", bool, False, "1.1.2",
+            "Remove docker group members that are not in docker_group_members (off: report only).",
+            breaks="removed users lose access to the Docker socket at their next login",
+        ),
+        Setting(
+            "lynis_enabled", bool, True, "1.2.1",
+            "Install Lynis, run it with dockguard's profile when the host changed (or has no report), "
+            "parse its report and save it on the operator's machine.",
+        ),
+        Setting(
+            "lynis_min_hardening_index", (int, NoneType), None, "1.2.1",
+            "Fail a host whose Lynis hardening index is below this (None: report only).",
+            check=lambda v: None if 0 <= v <= 100 else f"must be between 0 and 100, got {v}",
+        ),
+        Setting(
+            "lynis_reports_dir", str, "reports/lynis", "1.2.1",
+            "Where each host's Lynis report is saved on the operator's machine (relative to the "
+            "project directory, or absolute).", check=_pki_dir,
         ),
         Setting(
             "docker_daemon_extra", dict, {}, "-",

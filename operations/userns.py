@@ -82,5 +82,5 @@ def remap_user():
     yield " && ".join(cmds)
 
 
-def configure(cfg: dict[str, Any]) -> None:
-    remap_user(name="CIS 2.9: dockremap user and its /etc/subuid, /etc/subgid ranges")
+def configure(cfg: dict[str, Any]):
+    return remap_user(name="CIS 2.9: dockremap user and its /etc/subuid, /etc/subgid ranges")

@@ -46,3 +46,10 @@ docker_seccomp_profile = None
 docker_experimental = False
 # daemon.json keys dockguard does not model (dockerd validates them; rejected ones roll back)
 docker_daemon_extra = {}
+# CIS 1.1.2: who may be in the docker group; others are reported (removed with enforce)
+docker_group_members = []
+docker_group_enforce = False
+# CIS 1.2.1: Lynis audit, its report saved per host, and an optional gate
+lynis_enabled = True
+lynis_min_hardening_index = None
+lynis_reports_dir = "reports/lynis"

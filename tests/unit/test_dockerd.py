@@ -267,6 +267,11 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "docker_tls_renew_days": "renewal margin (tls)",
         "dockguard_pki_dir": "the operator's CA (tls)",
         "docker_userns_allow_hiding": "preflight",
+        "docker_group_members": "CIS 1.1.2 (docker_group)",
+        "docker_group_enforce": "CIS 1.1.2 (docker_group)",
+        "lynis_enabled": "CIS 1.2.1 (lynis)",
+        "lynis_min_hardening_index": "CIS 1.2.1 (lynis)",
+        "lynis_reports_dir": "CIS 1.2.1 (lynis)",
     }
     rendered = {
         "docker_icc", "docker_log_level", "docker_iptables", "docker_insecure_registries",
