@@ -32,7 +32,7 @@ KEY = "docker"
 # CIS 1.1.x paths (besides binaries and units, found per host).
 AUDITED = (
     "/var/lib/docker", "/etc/docker", "/run/containerd", "/etc/default/docker", "/etc/sysconfig/docker",
-    "/etc/docker/daemon.json", "/etc/containerd/config.toml",
+    "/etc/docker/daemon.json", "/etc/containerd/config.toml", "/run/containerd/containerd.sock",
 )  # fmt: skip
 
 
