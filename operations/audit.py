@@ -23,7 +23,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import TEMPLATES, warn
+from . import TEMPLATES, packages, warn
 from .dockerd import DAEMON_JSON
 from .hostpaths import DockerHostPaths
 
@@ -97,17 +97,6 @@ def unavailable_reason(live: dict[str, Any]) -> str | None:
 
 
 @operation()
-def installed(live: dict[str, Any]):
-    if live.get("installed") == "yes":
-        host.noop("auditd is installed")
-        return
-    yield StringCommand(
-        "if command -v apt-get >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q auditd; "
-        "else dnf install -y -q audit; fi"
-    )
-
-
-@operation()
 def running():
     """auditd enabled and running, where it can run."""
     live = host.get_fact(AuditState)
@@ -162,7 +151,9 @@ def configure(cfg: dict[str, Any]) -> list:
     live = host.get_fact(AuditState)
     paths = host.get_fact(DockerHostPaths)
     wanted = rule_lines(watched_paths(paths))
-    inst = installed(name="CIS 1.1: auditd installed", live=live)
+    inst = packages.installed(
+        name="CIS 1.1: auditd installed", present=live.get("installed") == "yes", apt="auditd", dnf="audit"
+    )
     rules = files.template(
         name="CIS 1.1.3-1.1.18: audit rules for Docker paths",
         src=str(TEMPLATES / "etc/audit/rules.d/dockguard-docker.rules.j2"),

@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import ROOT, TEMPLATES, say
+from . import ROOT, TEMPLATES, packages, say
 
 REPORT = "/var/log/lynis-report.dat"
 PROFILE = "/etc/lynis/dockguard.prf"
@@ -104,17 +104,6 @@ def _run_command() -> StringCommand:
 
 
 @operation()
-def installed(live: dict[str, Any]):
-    if live["installed"]:
-        host.noop("lynis is installed")
-        return
-    yield StringCommand(
-        "if command -v apt-get >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q lynis; "
-        "else dnf install -y -q lynis; fi"
-    )
-
-
-@operation()
 def baseline():
     """Before any hardening: audit the host as it is, and keep that report."""
     yield _run_command()
@@ -160,7 +149,7 @@ def configure_before(cfg: dict[str, Any]) -> None:
     if not cfg["lynis_enabled"]:
         return
     live = host.get_fact(LynisReport)
-    installed(name="CIS 1.2.1: Lynis installed", live=live)
+    packages.installed(name="CIS 1.2.1: Lynis installed", present=live["installed"], apt="lynis", dnf="lynis")
     profile = files.template(
         name="CIS 1.2.1: dockguard's Lynis profile",
         src=str(TEMPLATES / "etc/lynis/dockguard.prf.j2"),
