@@ -51,6 +51,12 @@ def test_cis_2_6_no_aufs(docker_info, daemon_json):
 
 
 def test_cis_2_7_tcp_socket_requires_client_certificates(host, cfg, daemon_json):
+    # Listeners live in the unit's command line only (never "hosts" in daemon.json, which
+    # dockerd refuses next to -H fd://): check the unit's effective ExecStart.
+    assert "hosts" not in daemon_json
+    effective = host.check_output("systemctl show -p ExecStart --value docker.service")
+    assert "-H fd://" in effective
+    assert ("tcp://" in effective) == bool(cfg["docker_tcp_listen"])
     args = dockerd_args(host)
     listening = re.findall(r"tcp://([0-9.:\[\]a-f]+)", args)
     if not cfg["docker_tcp_listen"]:

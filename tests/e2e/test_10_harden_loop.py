@@ -88,3 +88,11 @@ def test_bad_settings_stop_the_run_before_any_host_is_touched(lab):
         assert f"{name}: docker_icc: expected a boolean, got a string 'maybe'" in r.stderr
         assert f"{name}: docker_log_max_fil: unknown setting (did you mean docker_log_max_file?)" in r.stderr
     assert {n: lab.ssh(n, f"sha256sum {DAEMON_JSON}") for n in lab.names} == before
+    # A TCP socket without client certificates is refused the same way.
+    tcp = lab.apply("--data", "docker_tcp_listen=0.0.0.0:2375", "--data", "docker_tls_verify=false")
+    assert tcp.rc != 0
+    assert (
+        "docker_tcp_listen: dockerd would listen on TCP 0.0.0.0:2375 without verifying client certificates"
+        in tcp.stderr
+    )
+    assert {n: lab.ssh(n, f"sha256sum {DAEMON_JSON}") for n in lab.names} == before
