@@ -10,7 +10,7 @@ state, in order.
 
 from pyinfra import host, inventory
 
-from operations import audit, docker_files, docker_group, dockerd, lynis, settings
+from operations import audit, checked, docker_files, docker_group, dockerd, lynis, settings
 
 cfg = settings.for_host(host, inventory, preflight=dockerd.preflight)
 
@@ -22,3 +22,4 @@ changed = [
     *docker_group.configure(cfg),  # CIS 1.1.2: docker group members
 ]
 lynis.configure_after(cfg, changed)  # CIS 1.2.1: audit again if changed, save report, gate
+checked()  # for `dockguard drift`: this host was fully checked

@@ -18,3 +18,32 @@ def say(message: str) -> None:
     from pyinfra import host, logger
 
     logger.info(f"{host.print_prefix}{message}")
+
+
+# Drift notes: what a control found out of line on this host, and why, recorded while
+# operations are prepared. `dockguard drift` runs the deploy in dry-run mode with
+# DOCKGUARD_DRIFT_DIR set and reads one file per host that was fully checked.
+_drift: dict[str, list[dict[str, str]]] = {}
+
+
+def drift(cis: str, reason: str) -> None:
+    """Record that control ``cis`` is out of line on the current host, and why."""
+    from pyinfra import host
+
+    notes = _drift.setdefault(host.name, [])
+    note = {"cis": cis, "reason": reason}
+    if note not in notes:  # an operation body may be evaluated more than once
+        notes.append(note)
+
+
+def checked() -> None:
+    """Last line of deploy.py: this host was fully checked; write its drift notes."""
+    import json
+    import os
+
+    from pyinfra import host
+
+    directory = os.environ.get("DOCKGUARD_DRIFT_DIR")
+    if directory:
+        with open(os.path.join(directory, f"{host.name}.json"), "w") as f:
+            json.dump({"host": host.name, "notes": _drift.get(host.name, [])}, f)

@@ -23,7 +23,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import TEMPLATES, packages, warn
+from . import TEMPLATES, drift, packages, warn
 from .dockerd import DAEMON_JSON
 from .hostpaths import DockerHostPaths
 
@@ -106,6 +106,8 @@ def running():
         host.noop(reason)
         return
     cmds = []
+    if live.get("active") != "active":
+        drift("1.1", f"auditd is {live.get('active') or 'not running'}")
     if live.get("enabled") != "enabled":
         cmds.append("systemctl enable auditd.service")
     if live.get("active") != "active":
@@ -164,7 +166,10 @@ def configure(cfg: dict[str, Any]) -> list:
         rules=wanted,
     )
     run = running(name="CIS 1.1: auditd enabled and running")
-    stale = bool(missing_rules(live, wanted))
+    missing = missing_rules(live, wanted) if live.get("available") else []
+    if missing:
+        drift("1.1.3-1.1.18", f"{len(missing)} Docker audit watches missing from the kernel: {'; '.join(missing)}")
+    stale = bool(missing)
     load = loaded(
         name="CIS 1.1: audit rules loaded and verified in the kernel",
         wanted=wanted,

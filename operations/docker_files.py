@@ -24,7 +24,7 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.operations import files
 
-from . import TEMPLATES, say
+from . import TEMPLATES, drift, say
 from .hostpaths import DockerHostPaths
 
 SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
@@ -107,7 +107,10 @@ def permissions():
         host.noop(f"{checked} Docker paths have the required owner and mode")
         return
     for rule, _ in found:
-        say(f"CIS {rule.cis}: {rule.path} is not {rule.user}:{rule.group} {rule.max_mode} or stricter")
+        have = paths["stat"][rule.path]
+        wants = f"{rule.user}:{rule.group} {rule.max_mode}" + ("" if rule.exact else " or stricter")
+        say(f"CIS {rule.cis}: {rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}")
+        drift(rule.cis, f"{rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}")
     yield " && ".join(c for _, cmds in found for c in cmds)
 
 

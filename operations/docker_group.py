@@ -11,7 +11,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
-from . import warn
+from . import drift, warn
 
 
 class DockerGroupMembers(FactBase):
@@ -41,6 +41,7 @@ def members(allowed: list[str], enforce: bool):
     if not others:
         host.noop(f"docker group members are allowed ({len(current)})")
         return
+    drift("1.1.2", f"docker group members not in docker_group_members: {', '.join(others)}")
     if not enforce:
         warn(
             f"CIS 1.1.2: docker group members not in docker_group_members: {', '.join(others)} "

@@ -23,7 +23,7 @@ from pyinfra.api.exceptions import DeployError, FactProcessError
 from pyinfra.context import ctx_host
 from pyinfra.operations import files
 
-from . import TEMPLATES, settings, tls, userns
+from . import TEMPLATES, drift, settings, tls, userns
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
@@ -481,6 +481,8 @@ def configure(cfg: dict[str, Any]) -> list:
     Returns the operations that may change the host."""
     live = live_state()
     stale = restart_reasons(live, cfg)
+    if stale:
+        drift("2.x", "dockerd does not run its configuration: " + "; ".join(stale))
     keep = keep_known_good(name="dockerd: keep the current configuration to roll back to", live=live)
     changed = []
     if cfg["docker_userns_remap"] == "default":

@@ -24,7 +24,7 @@ def load(inventory_path: str | os.PathLike):
 
 def host_settings(inventory) -> dict[str, dict]:
     """{host name: resolved dockguard settings}; invalid data raises as deploy would."""
-    settings.validate_hosts(list(inventory))
+    settings.validate_hosts(list(inventory), one_run=False)
     return {h.name: settings.resolve(h.data.dict()) | {"_groups": sorted(h.groups)} for h in inventory}
 
 

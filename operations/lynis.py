@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import ROOT, TEMPLATES, packages, say
+from . import ROOT, TEMPLATES, drift, packages, say
 
 REPORT = "/var/log/lynis-report.dat"
 PROFILE = "/etc/lynis/dockguard.prf"
@@ -130,6 +130,7 @@ def summary(reports_dir: str, minimum: int | None):
         )
     problem = gate_problem(report, minimum)
     if problem:
+        drift("1.2.1", problem)
         yield StringCommand(f"echo {_quote('dockguard: ' + problem)} >&2; exit 1")
     else:
         host.noop("Lynis report checked")

@@ -34,6 +34,8 @@ from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
+from . import drift
+
 TLS_DIR = "/etc/docker/tls"
 CA_CERT = f"{TLS_DIR}/ca.pem"
 SERVER_CERT = f"{TLS_DIR}/server-cert.pem"
@@ -275,6 +277,7 @@ def server_certificate(directory: str, cn: str, dns: list[str], ips: list[str], 
     if problem is None:
         host.noop("the server certificate is valid")
         return
+    drift("2.7", problem)
     yield FunctionCommand(_issue, (directory, cn, dns, ips, days, problem), {})
 
 

@@ -69,7 +69,7 @@ def test_hand_made_drift_is_corrected(lab):
     assert fix.rc == 0, fix.stderr[-3000:]
     assert fix.changed_hosts() == drifted
     assert "CIS 2.x: /etc/docker/daemon.json content" in fix.changed_ops(file_host)
-    assert "CIS 3.x: owner and mode of Docker files" in fix.changed_ops(file_host)
+    assert "CIS 3.x: owner and mode of Docker files, sockets, units and certificates" in fix.changed_ops(file_host)
     assert fix.changed_ops(live_host) == ["dockerd: restart when the config changed or the daemon does not match it"]
     for name in drifted:
         assert bridge_icc(lab, name) == "false"
