@@ -10,7 +10,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LABCTL := $(PY) lab/labctl.py
-APT_PACKAGES := debootstrap systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
+APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates
 
 .PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme
@@ -66,9 +66,8 @@ demo: venv deps
 	@# Lynis (with its before/after index) on the container hosts; under the VM's emulation it takes ~9 min.
 	$(BIN)/pyinfra -y --limit lab_containers --data lynis_enabled=true inventory/lab.py deploy.py
 	$(BIN)/pyinfra -y --limit lab_vms inventory/lab.py deploy.py
-	@mkdir -p reports
-	-$(BIN)/pytest tests/cis --inventory inventory/lab.py -q --junitxml=reports/cis.xml
-	@echo; $(BIN)/python -m operations.report reports/cis.xml
+	-./dockguard report inventory/lab.py
+	./dockguard drift inventory/lab.py
 	@echo; echo "The lab is still running: ssh -F /var/lib/dockguard-lab/ssh/config dh1 (or dh2, vm1);" \
 		"make lab-down when done."
 

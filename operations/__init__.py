@@ -26,12 +26,13 @@ def say(message: str) -> None:
 _drift: dict[str, list[dict[str, str]]] = {}
 
 
-def drift(cis: str, reason: str) -> None:
-    """Record that control ``cis`` is out of line on the current host, and why."""
+def drift(cis: str, reason: str, operation: str | None = None) -> None:
+    """Record that control ``cis`` is out of line on the current host, and why
+    (``operation``: the name of the operation that will correct it, if known)."""
     from pyinfra import host
 
     notes = _drift.setdefault(host.name, [])
-    note = {"cis": cis, "reason": reason}
+    note = {"cis": cis, "reason": reason, "operation": operation}
     if note not in notes:  # an operation body may be evaluated more than once
         notes.append(note)
 

@@ -28,6 +28,8 @@ from .dockerd import DAEMON_JSON
 from .hostpaths import DockerHostPaths
 
 RULES_FILE = "/etc/audit/rules.d/dockguard-docker.rules"
+RUNNING_OP = "CIS 1.1: auditd enabled and running"
+LOAD_OP = "CIS 1.1: audit rules loaded and verified in the kernel"
 KEY = "docker"
 # CIS 1.1.x paths (besides binaries and units, found per host).
 AUDITED = (
@@ -107,7 +109,7 @@ def running():
         return
     cmds = []
     if live.get("active") != "active":
-        drift("1.1", f"auditd is {live.get('active') or 'not running'}")
+        drift("1.1", f"auditd is {live.get('active') or 'not running'}", operation=RUNNING_OP)
     if live.get("enabled") != "enabled":
         cmds.append("systemctl enable auditd.service")
     if live.get("active") != "active":
@@ -165,13 +167,17 @@ def configure(cfg: dict[str, Any]) -> list:
         mode="640",
         rules=wanted,
     )
-    run = running(name="CIS 1.1: auditd enabled and running")
+    run = running(name=RUNNING_OP)
     missing = missing_rules(live, wanted) if live.get("available") else []
     if missing:
-        drift("1.1.3-1.1.18", f"{len(missing)} Docker audit watches missing from the kernel: {'; '.join(missing)}")
+        drift(
+            "1.1.3-1.1.18",
+            f"{len(missing)} Docker audit watches missing from the kernel: {'; '.join(missing)}",
+            operation=LOAD_OP,
+        )
     stale = bool(missing)
     load = loaded(
-        name="CIS 1.1: audit rules loaded and verified in the kernel",
+        name=LOAD_OP,
         wanted=wanted,
         _if=lambda: stale or rules.did_change(),
     )

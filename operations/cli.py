@@ -48,6 +48,19 @@ def cis_of(op_name: str) -> str:
     return "-"
 
 
+def drift_items(notes: list[dict], plan: list[dict], name: str) -> list[dict[str, Any]]:
+    """One host's drift: what the controls noted (with their reasons), then every other
+    operation the dry run would change on it."""
+    items = [{"cis": n["cis"], "operation": n.get("operation"), "reason": n["reason"]} for n in notes]
+    named = {n.get("operation") for n in notes}
+    for op in plan:
+        if name not in op["hosts_with_change"] or op["name"] in named:
+            continue
+        cis = cis_of(op["name"])
+        items.append({"cis": cis, "operation": op["name"], "reason": "differs from what dockguard sets"})
+    return items
+
+
 def run_pyinfra(inventory: str, *args: str, drift_dir: str | None = None) -> tuple[int, dict | None, str]:
     env = dict(os.environ, PYINFRA_PROGRESS="off")
     if drift_dir:
@@ -102,19 +115,8 @@ def check(inventory: str, limit: list[str]) -> dict[str, Any]:
             ]
             hosts[name] = {"status": "unchecked", "errors": errors, "drift": []}
             continue
-        items = [{"cis": n["cis"], "operation": None, "reason": n["reason"]} for n in notes[name]]
-        noted = {n["cis"] for n in notes[name]}
-        for op in plan:
-            if name in op["hosts_with_change"]:
-                cis = cis_of(op["name"])
-                if cis in noted and any(i["cis"] == cis and i["operation"] is None for i in items):
-                    for i in items:
-                        if i["cis"] == cis and i["operation"] is None:
-                            i["operation"] = op["name"]
-                            break
-                    continue
-                items.append({"cis": cis, "operation": op["name"], "reason": "would change"})
-        hosts[name] = {"status": "drift" if items else "clean", "errors": [], "drift": items}
+        hosts[name] = {"status": "clean", "errors": [], "drift": drift_items(notes[name], plan, name)}
+        hosts[name]["status"] = "drift" if hosts[name]["drift"] else "clean"
     if any(h["status"] == "unchecked" for h in hosts.values()):
         code = EXIT_UNCHECKED
     elif any(h["status"] == "drift" for h in hosts.values()):
@@ -135,10 +137,13 @@ def fix(inventory: str, limit: list[str], before: dict[str, Any]) -> dict[str, A
         if h["status"] == "unchecked":
             fixed[name] = {"status": "unchecked", "errors": h["errors"], "corrected": []}
             continue
-        corrected = [
-            {"cis": cis_of(op["name"]), "operation": op["name"]}
-            for op in results["operations"]
-            if name in op["success"]
+        changed = [op["name"] for op in results["operations"] if name in op["success"]]
+        # What the check found, for the operations that changed; then any other change.
+        corrected = [d for d in h["drift"] if d["operation"] in changed]
+        corrected += [
+            {"cis": cis_of(op), "operation": op, "reason": "changed"}
+            for op in changed
+            if op not in {d["operation"] for d in corrected}
         ]
         if name in failed or (out is None and rc != 0):
             fixed[name] = {"status": "failed", "errors": _host_errors(stderr, name) or ["see pyinfra's output"],
@@ -158,7 +163,9 @@ def text_report(result: dict[str, Any], fixing: bool) -> str:
         if fixing:
             if h["status"] in ("corrected", "clean"):
                 lines.append(f"{name}: {h['status']}")
-            lines += [f"    CIS {c['cis']:<12} corrected: {c['operation']}" for c in h.get("corrected", [])]
+            lines += [
+                f"    CIS {c['cis']:<12} corrected: {c['operation']}: {c['reason']}" for c in h.get("corrected", [])
+            ]
         elif h["status"] != "unchecked":
             lines.append(f"{name}: {'DRIFT' if h['drift'] else 'clean'}")
             for d in h["drift"]:

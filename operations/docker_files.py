@@ -28,6 +28,7 @@ from . import TEMPLATES, drift, say
 from .hostpaths import DockerHostPaths
 
 SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
+PERMISSIONS_OP = "CIS 3.x: owner and mode of Docker files, sockets, units and certificates"
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def permissions():
         have = paths["stat"][rule.path]
         wants = f"{rule.user}:{rule.group} {rule.max_mode}" + ("" if rule.exact else " or stricter")
         say(f"CIS {rule.cis}: {rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}")
-        drift(rule.cis, f"{rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}")
+        drift(rule.cis, f"{rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}", PERMISSIONS_OP)
     yield " && ".join(c for _, cmds in found for c in cmds)
 
 
@@ -122,7 +123,7 @@ def configure(cfg) -> list:
         dest=SOCKET_DROPIN,
     )
     reload_units(name="CIS 3.15/3.16: systemd reads the docker.socket drop-in", _if=socket.did_change)
-    perms = permissions(name="CIS 3.x: owner and mode of Docker files, sockets, units and certificates")
+    perms = permissions(name=PERMISSIONS_OP)
     return [socket, perms]
 
 

@@ -41,7 +41,7 @@ def members(allowed: list[str], enforce: bool):
     if not others:
         host.noop(f"docker group members are allowed ({len(current)})")
         return
-    drift("1.1.2", f"docker group members not in docker_group_members: {', '.join(others)}")
+    drift("1.1.2", f"docker group members not in docker_group_members: {', '.join(others)}", GROUP_OP)
     if not enforce:
         warn(
             f"CIS 1.1.2: docker group members not in docker_group_members: {', '.join(others)} "
@@ -52,10 +52,13 @@ def members(allowed: list[str], enforce: bool):
     yield " && ".join(f"gpasswd -d {m} docker >/dev/null" for m in others)
 
 
+GROUP_OP = "CIS 1.1.2: only trusted users in the docker group"
+
+
 def configure(cfg: dict[str, Any]) -> list:
     return [
         members(
-            name="CIS 1.1.2: only trusted users in the docker group",
+            name=GROUP_OP,
             allowed=list(cfg["docker_group_members"]),
             enforce=cfg["docker_group_enforce"],
         )

@@ -35,6 +35,7 @@ KNOWN_GOOD = f"{STATE_DIR}/known-good"  # copies of those files, restored when a
 # Every file whose change needs a dockerd restart; their digest is APPLIED.
 CONFIG_FILES = (DAEMON_JSON, DROPIN, SECCOMP_PROFILE, tls.CA_CERT, tls.SERVER_CERT)
 HEALTH_TIMEOUT = 60
+RESTART_OP = "dockerd: restart when the config changed or the daemon does not match it"
 
 # Flags of dockerd whose daemon.json key has another name.
 _FLAG_KEYS = {
@@ -482,7 +483,7 @@ def configure(cfg: dict[str, Any]) -> list:
     live = live_state()
     stale = restart_reasons(live, cfg)
     if stale:
-        drift("2.x", "dockerd does not run its configuration: " + "; ".join(stale))
+        drift("2.x", "; ".join(stale), operation=RESTART_OP)
     keep = keep_known_good(name="dockerd: keep the current configuration to roll back to", live=live)
     changed = []
     if cfg["docker_userns_remap"] == "default":
@@ -515,7 +516,7 @@ def configure(cfg: dict[str, Any]) -> list:
     )
     enable = enabled(name="dockerd: docker.service enabled", live=live)
     restarted = restart(
-        name="dockerd: restart when the config changed or the daemon does not match it",
+        name=RESTART_OP,
         cfg=cfg,
         reasons=stale or ["configuration changed"],
         validate=supports_validate(live),

@@ -1,0 +1,99 @@
+"""Scheduled drift correction end to end: tamper with different controls on two hosts,
+the drift check names exactly those controls on exactly those hosts (exit 2), --fix
+corrects them, the next check is clean (exit 0); a host that cannot be reached is
+reported as such (exit 1), never as clean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DOCKGUARD = str(ROOT / "dockguard")
+
+
+def drift(*args: str) -> tuple[int, dict]:
+    r = subprocess.run([DOCKGUARD, "drift", "inventory/lab.py", "--json", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert "PRIVATE KEY" not in r.stdout + r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def found(result: dict, host: str) -> set[tuple[str, str]]:
+    return {(d["cis"], d["reason"]) for d in result["hosts"][host]["drift"]}
+
+
+def test_clean_lab_has_no_drift(lab):
+    assert lab.apply().rc == 0
+    rc, result = drift()
+    assert rc == 0, result
+    assert {h: r["status"] for h, r in result["hosts"].items()} == {n: "clean" for n in lab.names}
+
+
+def test_tampered_controls_are_found_fixed_and_clean_again(lab):
+    vms = lab.of_kind("vm")
+    if not vms:
+        pytest.skip("needs the lab's VM host (make lab-up VM=1) for the audit controls")
+    container, vm = lab.of_kind("container")[0], vms[0]
+    lab.ssh(
+        container, 'sed -i \'s/"icc": false/"icc": true/\' /etc/docker/daemon.json && chmod 666 /var/run/docker.sock'
+    )
+    lab.ssh(vm, "auditctl -W /etc/docker -p wa -k docker && systemctl stop auditd")
+
+    rc, result = drift()
+    assert rc == 2, result
+    assert {h for h, r in result["hosts"].items() if r["status"] == "drift"} == {container, vm}
+    assert found(result, container) == {
+        ("2.x", "its configuration files differ from the ones dockerd last started healthy with"),
+        ("3.15/3.16", "/var/run/docker.sock is root:docker 666, wants root:docker 660 or stricter"),
+        ("2.x", "differs from what dockguard sets"),  # the daemon.json content operation
+    }
+    assert {d["operation"] for d in result["hosts"][container]["drift"]} == {
+        "dockerd: restart when the config changed or the daemon does not match it",
+        "CIS 3.x: owner and mode of Docker files, sockets, units and certificates",
+        "CIS 2.x: /etc/docker/daemon.json content",
+    }
+    assert found(result, vm) == {
+        ("1.1", "auditd is inactive"),
+        ("1.1.3-1.1.18", "1 Docker audit watches missing from the kernel: -w /etc/docker -p wa -k docker"),
+    }
+
+    rc, fixed = drift("--fix")
+    assert rc == 0, fixed
+    assert fixed["hosts"][container]["status"] == "corrected"
+    assert fixed["hosts"][vm]["status"] == "corrected"
+    assert {c["cis"] for c in fixed["hosts"][vm]["corrected"]} == {"1.1", "1.1.3-1.1.18"}
+
+    rc, again = drift()
+    assert rc == 0, again
+
+
+def test_an_unreachable_host_is_reported_never_clean(lab):
+    down = lab.of_kind("container")[-1]
+    veth = lab.hosts[down]["veth"]
+    subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+    try:
+        rc, result = drift()
+    finally:
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+    assert rc == 1, result
+    assert result["hosts"][down]["status"] == "unchecked"
+    assert result["hosts"][down]["errors"]
+    others = [n for n in lab.names if n != down]
+    assert all(result["hosts"][n]["status"] == "clean" for n in others)
+
+
+def test_runs_never_overlap(lab, tmp_path):
+    import fcntl
+
+    lock = tmp_path / "drift.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = subprocess.run([DOCKGUARD, "drift", "inventory/lab.py", "--lock", str(lock)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0
+    assert "another drift run holds" in r.stderr
