@@ -22,9 +22,8 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.operations import files
 
-from . import TEMPLATES, drift, say
+from . import content, drift, say
 from .hostpaths import DockerHostPaths
 
 SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
@@ -117,10 +116,9 @@ def permissions():
 
 def configure(cfg) -> list:
     """CIS 3.x. Returns the operations whose change matters to later areas."""
-    socket = files.template(
-        name="CIS 3.15/3.16: docker.socket creates docker.sock root:docker 0660",
-        src=str(TEMPLATES / "etc/systemd/system/docker.socket.d/dockguard.conf.j2"),
-        dest=SOCKET_DROPIN,
+    (socket,) = content.files(
+        {SOCKET_DROPIN: (content.render("etc/systemd/system/docker.socket.d/dockguard.conf.j2"), "644")},
+        {SOCKET_DROPIN: "CIS 3.15/3.16: docker.socket creates docker.sock root:docker 0660"},
     )
     reload_units(name="CIS 3.15/3.16: systemd reads the docker.socket drop-in", _if=socket.did_change)
     perms = permissions(name=PERMISSIONS_OP)

@@ -21,9 +21,8 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
 from pyinfra.context import ctx_host
-from pyinfra.operations import files
 
-from . import TEMPLATES, drift, settings, tls, userns
+from . import content, drift, settings, tls, userns
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
@@ -36,6 +35,7 @@ KNOWN_GOOD = f"{STATE_DIR}/known-good"  # copies of those files, restored when a
 CONFIG_FILES = (DAEMON_JSON, DROPIN, SECCOMP_PROFILE, tls.CA_CERT, tls.SERVER_CERT)
 HEALTH_TIMEOUT = 60
 RESTART_OP = "dockerd: restart when the config changed or the daemon does not match it"
+DAEMON_JSON_OP = "CIS 2.x: /etc/docker/daemon.json content"
 
 # Flags of dockerd whose daemon.json key has another name.
 _FLAG_KEYS = {
@@ -490,30 +490,21 @@ def configure(cfg: dict[str, Any]) -> list:
         changed.append(userns.configure(cfg))
     if cfg["docker_tcp_listen"]:
         changed += tls.configure(cfg)
+    specs = {
+        DAEMON_JSON: (content.render("etc/docker/daemon.json.j2", daemon_json=render_daemon_json(cfg)), "644"),
+        DROPIN: (
+            content.render(
+                "etc/systemd/system/docker.service.d/dockguard.conf.j2",
+                exec_start=exec_start(live.get("vendor_exec") or "/usr/sbin/dockerd -H fd://", cfg),
+            ),
+            "644",
+        ),
+    }
+    names = {DAEMON_JSON: DAEMON_JSON_OP, DROPIN: "CIS 2.7: docker.service drop-in owns the listening sockets"}
     if cfg["docker_seccomp_profile"] == "dockguard":
-        changed.append(
-            files.template(
-                name="CIS 2.17: hardened seccomp profile",
-                src=str(TEMPLATES / "etc/docker/seccomp/dockguard.json.j2"),
-                dest=SECCOMP_PROFILE,
-            )
-        )
-    changed.append(
-        files.template(
-            name="CIS 2.x: /etc/docker/daemon.json content",
-            src=str(TEMPLATES / "etc/docker/daemon.json.j2"),
-            dest=DAEMON_JSON,
-            daemon_json=render_daemon_json(cfg),
-        )
-    )
-    changed.append(
-        files.template(
-            name="CIS 2.7: docker.service drop-in owns the listening sockets",
-            src=str(TEMPLATES / "etc/systemd/system/docker.service.d/dockguard.conf.j2"),
-            dest=DROPIN,
-            exec_start=exec_start(live.get("vendor_exec") or "/usr/sbin/dockerd -H fd://", cfg),
-        )
-    )
+        specs = {SECCOMP_PROFILE: (content.render("etc/docker/seccomp/dockguard.json.j2"), "644"), **specs}
+        names[SECCOMP_PROFILE] = "CIS 2.17: hardened seccomp profile"
+    changed += content.files(specs, names)
     enable = enabled(name="dockerd: docker.service enabled", live=live)
     restarted = restart(
         name=RESTART_OP,

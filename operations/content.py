@@ -1,0 +1,82 @@
+"""The content of files dockguard renders from templates/, checked by digest.
+
+pyinfra's files.template reads three facts per file (directory, file, checksum):
+for the several files a control area writes, that is most of the commands of a
+no-op run. Here one fact reads the sha256 of all of an area's files at once,
+while the area is prepared; each file is written by exactly one operation, so
+the digest read then is still the file's state when that operation runs.
+
+A file is written in place (its owner and mode stay as they are: they belong to
+the CIS 3.x operation), or created root-owned, 0644 unless ``mode`` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import shlex
+from io import BytesIO
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.exceptions import FactProcessError
+from pyinfra.api.util import get_template
+
+from . import TEMPLATES
+
+
+class Digests(FactBase):
+    """{path: sha256 of its content, or None where there is no such file}."""
+
+    def command(self, paths: list[str]) -> str:
+        return " ".join(
+            f"if [ -f {shlex.quote(p)} ]; then echo \"$(sha256sum < {shlex.quote(p)} | cut -d' ' -f1) {p}\"; "
+            f"else echo '- {p}'; fi;"
+            for p in paths
+        )
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for line in output:
+            digest, _, path = line.partition(" ")
+            if not path or (digest != "-" and len(digest) != 64):
+                raise FactProcessError(f"unexpected digest line: {line!r}")
+            out[path] = None if digest == "-" else digest
+        return out
+
+
+def render(template: str, **data: Any) -> str:
+    """A template under templates/, rendered as files.template would."""
+    return get_template(str(TEMPLATES / template)).render(**data)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@operation()
+def file(path: str, text: str, digest: str | None, mode: str = "644"):
+    """``path`` holds ``text``. ``digest``: the file's sha256 as read at prepare time (Digests)."""
+    if digest == sha256(text):
+        host.noop(f"{path} is up to date")
+        return
+    parent = posixpath.dirname(path)
+    if digest is None:
+        yield StringCommand(f"mkdir -p {shlex.quote(parent)} && touch {shlex.quote(path)} && "
+                            f"chown root:root {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}")  # fmt: skip
+    yield FileUploadCommand(BytesIO(text.encode()), path)
+
+
+def files(specs: dict[str, tuple[str, str]], names: dict[str, str]) -> list:
+    """Write several files of one area: {path: (text, mode)}, with operation names
+    {path: name}; one command reads all their digests. Returns the operations."""
+    digests = host.get_fact(Digests, paths=list(specs))
+    return [
+        file(name=names[path], path=path, text=text, digest=digests.get(path), mode=mode)
+        for path, (text, mode) in specs.items()
+    ]
