@@ -33,6 +33,8 @@ APPLIED = f"{STATE_DIR}/dockerd.applied"  # digest of the config files dockerd l
 KNOWN_GOOD = f"{STATE_DIR}/known-good"  # copies of those files, restored when a restart fails
 # Every file whose change needs a dockerd restart; their digest is APPLIED.
 CONFIG_FILES = (DAEMON_JSON, DROPIN, SECCOMP_PROFILE, tls.CA_CERT, tls.SERVER_CERT)
+# The digest of the config files: the fact reads it, a healthy restart records it.
+CONFIG_DIGEST = f"cat {' '.join(CONFIG_FILES)} 2>/dev/null | sha256sum | cut -d' ' -f1"
 HEALTH_TIMEOUT = 60
 RESTART_OP = "dockerd: restart when the config changed or the daemon does not match it"
 DAEMON_JSON_OP = "CIS 2.x: /etc/docker/daemon.json content"
@@ -155,7 +157,6 @@ class DockerdState(FactBase):
     and what ``docker info`` and the default bridge report."""
 
     def command(self) -> str:
-        files = " ".join(CONFIG_FILES)
         return (
             "echo active=$(systemctl is-active docker.service 2>/dev/null); "
             "echo enabled=$(systemctl is-enabled docker.service 2>/dev/null); "
@@ -165,7 +166,7 @@ class DockerdState(FactBase):
             "[ -f /etc/default/docker ] && echo default_opts=$(. /etc/default/docker 2>/dev/null; echo $DOCKER_OPTS); "
             "[ -f /etc/sysconfig/docker ] && "
             "echo sysconfig_opts=$(. /etc/sysconfig/docker 2>/dev/null; echo $OPTIONS); "
-            f"echo config_digest=$(cat {files} 2>/dev/null | sha256sum | cut -d' ' -f1); "
+            f"echo config_digest=$({CONFIG_DIGEST}); "
             f"[ -f {APPLIED} ] && echo applied_digest=$(cat {APPLIED}); "
             f"[ -f {KNOWN_GOOD}/manifest ] && echo known_good=yes; "
             "command -v dockerd >/dev/null 2>&1 && echo dockerd=$(command -v dockerd); "
@@ -334,17 +335,17 @@ def preflight(hosts: list) -> None:
     the CA on the operator's machine if any host listens on TCP."""
     greenlets = {h: gevent.spawn(_read_state, h) for h in hosts}
     gevent.joinall(list(greenlets.values()))
-    lines = []
+    lines, listening = [], []
     for h, g in sorted(greenlets.items(), key=lambda kv: kv[0].name):
         if g.exception is not None:
             raise g.exception
         _live[h.name] = g.value
         cfg = settings.resolve(h.data.dict())
         lines += [f"  {h.name}: {p}" for p in preflight_problems(g.value, cfg)]
+        if cfg["docker_tcp_listen"]:
+            listening.append(cfg)
     if lines:
         raise DeployError("dockguard refuses to run (nothing was changed on any host):\n" + "\n".join(lines))
-    listening = [settings.resolve(h.data.dict()) for h in hosts]
-    listening = [cfg for cfg in listening if cfg["docker_tcp_listen"]]
     if listening:
         tls.ensure_ca(tls.pki_dir(listening[0]))
 
@@ -389,6 +390,11 @@ def _restore_script() -> str:
     )
 
 
+def _wait(condition: str, seconds: int) -> str:
+    """Shell: retry ``condition`` once a second, for at most ``seconds``."""
+    return f"i=0; until {condition}; do i=$((i+1)); [ $i -ge {seconds} ] && break; sleep 1; done"
+
+
 def health_script(cfg: dict[str, Any]) -> str:
     """Succeeds once `docker info` answers and shows the expected security state."""
     checks = [f'echo "$info" | grep -q "live={str(cfg["docker_live_restore"]).lower()}"']
@@ -396,11 +402,11 @@ def health_script(cfg: dict[str, Any]) -> str:
         checks.append('echo "$info" | grep -q "name=userns"')
     else:
         checks.append('! echo "$info" | grep -q "name=userns"')
-    return (
-        f"i=0; until info=$(docker info --format '{{{{json .SecurityOptions}}}} live={{{{.LiveRestoreEnabled}}}}' "
-        f'2>/dev/null) && [ -n "$info" ]; do i=$((i+1)); [ $i -ge {HEALTH_TIMEOUT} ] && break; sleep 1; done; '
-        + " && ".join(checks)
+    answered = (
+        "info=$(docker info --format '{{json .SecurityOptions}} live={{.LiveRestoreEnabled}}' 2>/dev/null) "
+        '&& [ -n "$info" ]'
     )
+    return _wait(answered, HEALTH_TIMEOUT) + "; " + " && ".join(checks)
 
 
 @operation()
@@ -413,14 +419,13 @@ def restart(cfg: dict[str, Any], reasons: list[str] | None = None, validate: boo
     option dockerd rejected."""
     if reasons:
         logger.info(f"{host.print_prefix}dockerd restart: {'; '.join(reasons)}")
-    files_list = " ".join(CONFIG_FILES)
     fail = (
         'reason=$(journalctl -u docker.service --since "@$t0" --no-pager -o cat 2>/dev/null '
         "| grep -m1 -iE 'unable to configure|directives|invalid|unknown|failed to start daemon|error' "
         "| cut -c1-400); "
         f"{_restore_script()}; systemctl daemon-reload; systemctl reset-failed docker.service >/dev/null 2>&1; "
         "systemctl restart docker.service >/dev/null 2>&1; "
-        f"{health_script_rollback()}; "
+        f"{_wait('docker info >/dev/null 2>&1', HEALTH_TIMEOUT)}; "
         'echo "dockguard: dockerd did not come up healthy with the new configuration'
         "${reason:+: $reason}; the previous configuration was restored and dockerd is $(systemctl is-active "
         'docker.service)" >&2; exit 1'
@@ -437,9 +442,9 @@ def restart(cfg: dict[str, Any], reasons: list[str] | None = None, validate: boo
     # turn it on by a reload (SIGHUP reloads live-restore) before restarting.
     live_restore_first = (
         "if [ \"$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)\" = false ]; then "
-        "systemctl reload docker.service; i=0; "
-        "until [ \"$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)\" = true ]; do "
-        "i=$((i+1)); [ $i -ge 15 ] && break; sleep 1; done; fi; "
+        "systemctl reload docker.service; "
+        + _wait("[ \"$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)\" = true ]", 15)
+        + "; fi; "
         if cfg["docker_live_restore"]
         else ""
     )
@@ -450,13 +455,9 @@ def restart(cfg: dict[str, Any], reasons: list[str] | None = None, validate: boo
         + live_restore_first
         + "systemctl reset-failed docker.service >/dev/null 2>&1; "
         "if systemctl restart docker.service && { " + health_script(cfg) + "; }; then "
-        f"{_snapshot_script()} && cat {files_list} 2>/dev/null | sha256sum | cut -d' ' -f1 > {APPLIED}; "
+        f"{_snapshot_script()} && {CONFIG_DIGEST} > {APPLIED}; "
         f"else {fail}; fi"
     )
-
-
-def health_script_rollback() -> str:
-    return f"i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -ge {HEALTH_TIMEOUT} ] && break; sleep 1; done"
 
 
 @operation()
