@@ -46,6 +46,9 @@ PACKAGES = [
     "less", "iputils-ping",
 ]  # fmt: skip
 VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
+# Kept in the hosts' apt cache: a test removes docker.io and has dockguard install it
+# again (docker_install); the hosts have no network, so apt must find the package here.
+KEEP_DEBS = ["docker.io"]
 # Every cgroup hierarchy of this machine (v1 controllers, name=systemd and the
 # cgroup2 "unified" one): each host gets its own cgroup in each. Sharing one (the
 # unified root) lets two hosts' systemd remove each other's unit cgroups at boot.
@@ -139,7 +142,7 @@ def _key(*parts: str) -> str:
 
 def rootfs_dir() -> Path:
     """The debootstrap result, keyed by what goes into it; customised in place."""
-    return CACHE / f"rootfs-{_key(SUITE, MIRROR, *PACKAGES)}"
+    return CACHE / f"rootfs-{_key(SUITE, MIRROR, *PACKAGES, 'keep', *KEEP_DEBS)}"
 
 
 def _custom_key() -> str:
@@ -169,7 +172,7 @@ def build_rootfs() -> Path:
         run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR],
             stdout=subprocess.DEVNULL)  # fmt: skip
         _make_test_image(tmp)
-        run(["chroot", str(tmp), "apt-get", "clean"])
+        _clean_apt_cache(tmp)
         (tmp / ".dockguard-complete").write_text(time.strftime("%F %T\n"))
         tmp.rename(root)
         log(f"root filesystem built in {time.monotonic() - t0:.0f}s")
@@ -178,6 +181,20 @@ def build_rootfs() -> Path:
         _customise(root)
         marker.write_text(_custom_key())
     return root
+
+
+def _clean_apt_cache(root: Path) -> None:
+    """apt-get clean, keeping the packages of KEEP_DEBS."""
+    archives = root / "var/cache/apt/archives"
+    keep = root / "var/cache/dockguard-keep"
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in KEEP_DEBS:
+        for deb in archives.glob(f"{name}_*.deb"):
+            deb.rename(keep / deb.name)
+    run(["chroot", str(root), "apt-get", "clean"])
+    for deb in keep.iterdir():
+        deb.rename(archives / deb.name)
+    keep.rmdir()
 
 
 def _customise(root: Path) -> None:
@@ -240,7 +257,7 @@ def build_vm_image() -> Path:
         run(["chroot", str(vroot), "apt-get", "update", "-qq"], env=env)
         run(["chroot", str(vroot), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *VM_PACKAGES],
             env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-        run(["chroot", str(vroot), "apt-get", "clean"])
+        _clean_apt_cache(vroot)
     finally:
         for m in reversed(mounts):
             quiet(["umount", "-l", str(m)])

@@ -23,7 +23,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import TEMPLATES, drift, packages, warn
+from . import TEMPLATES, drift, packages, platform, warn
 from .dockerd import DAEMON_JSON
 from .hostpaths import DockerHostPaths
 
@@ -58,7 +58,7 @@ class AuditState(FactBase):
     def command(self) -> str:
         return (
             "echo installed=$(command -v auditctl >/dev/null 2>&1 && echo yes || echo no); "
-            "echo container=$(systemd-detect-virt --container 2>/dev/null || echo none); "
+            'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
             "echo active=$(systemctl is-active auditd.service 2>/dev/null); "
             "echo enabled=$(systemctl is-enabled auditd.service 2>/dev/null); "
             "if s=$(auditctl -s 2>&1); then echo status=ok; echo \"$s\" | sed -n 's/^enabled /audit_enabled=/p'; "
@@ -156,7 +156,11 @@ def configure(cfg: dict[str, Any]) -> list:
     paths = host.get_fact(DockerHostPaths)
     wanted = rule_lines(watched_paths(paths))
     inst = packages.installed(
-        name="CIS 1.1: auditd installed", present=live.get("installed") == "yes", apt="auditd", dnf="audit"
+        name="CIS 1.1: auditd installed",
+        present=live.get("installed") == "yes",
+        plat=platform.current(),
+        apt="auditd",
+        dnf="audit",
     )
     rules = files.template(
         name="CIS 1.1.3-1.1.18: audit rules for Docker paths",

@@ -1,4 +1,5 @@
-"""The CIS Docker Benchmark 1.6.0 host controls (sections 1-3) dockguard reports on.
+"""The CIS Docker Benchmark 1.6.0 controls dockguard reports on: the host controls
+(sections 1-3) and the host side of 5.1/5.2 (AppArmor, SELinux).
 
 Each control: its ID, title, and how dockguard handles it:
   auto    remediated automatically (and verified)
@@ -81,6 +82,10 @@ CONTROLS = [
     Control("3.19/3.20", "/etc/default/docker owner and mode", "auto", "test_cis_3_19_3_20_"),
     Control("3.21/3.22", "/etc/sysconfig/docker owner and mode", "auto", "test_cis_3_21_3_22_"),
     Control("3.23/3.24", "containerd socket owner and mode", "auto", "test_cis_3_23_3_24_"),
+    Control("5.1", "AppArmor confines containers (Debian/Ubuntu)", "auto", "test_cis_5_1_",
+            "docker-default verified; dockguard-default shipped, loaded, opt-in per container"),
+    Control("5.2", "SELinux confines containers (RHEL family)", "auto", "test_cis_5_2_",
+            "enforcing; a disabled host is rebooted only with dockguard_allow_reboot"),
 ]  # fmt: skip
 
 BY_ID = {c.cis: c for c in CONTROLS}

@@ -22,7 +22,7 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
 from pyinfra.context import ctx_host
 
-from . import content, drift, settings, tls, userns
+from . import content, drift, platform, settings, tls, userns
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
@@ -53,8 +53,9 @@ _FLAG_KEYS = {
 # --------------------------------------------------------------------------- rendering
 
 
-def daemon_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The daemon.json content for one host's settings."""
+def daemon_config(cfg: dict[str, Any], selinux: bool = False) -> dict[str, Any]:
+    """The daemon.json content for one host's settings (``selinux``: SELinux is this
+    host's MAC system, CIS 5.2: containers get SELinux labels)."""
     conf: dict[str, Any] = {
         "icc": cfg["docker_icc"],
         "log-level": cfg["docker_log_level"],
@@ -87,6 +88,8 @@ def daemon_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg["docker_seccomp_profile"]:
         profile = cfg["docker_seccomp_profile"]
         conf["seccomp-profile"] = SECCOMP_PROFILE if profile == "dockguard" else profile
+    if selinux:
+        conf["selinux-enabled"] = True
     if cfg["docker_tcp_listen"]:
         # TLS material in daemon.json; the TCP listener itself in the drop-in (-H).
         conf.update(
@@ -102,8 +105,8 @@ def daemon_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return conf
 
 
-def render_daemon_json(cfg: dict[str, Any]) -> str:
-    return json.dumps(daemon_config(cfg), indent=2, sort_keys=True)
+def render_daemon_json(cfg: dict[str, Any], selinux: bool = False) -> str:
+    return json.dumps(daemon_config(cfg, selinux), indent=2, sort_keys=True)
 
 
 def exec_start(vendor_exec_start: str, cfg: dict[str, Any]) -> str:
@@ -246,7 +249,7 @@ def userns_on(live: dict[str, Any]) -> bool:
     return any(o.startswith("name=userns") for o in live.get("security_options") or [])
 
 
-def restart_reasons(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+def restart_reasons(live: dict[str, Any], cfg: dict[str, Any], selinux: bool = False) -> list[str]:
     """Why the running daemon does not match what this host should run (empty: it does).
 
     The files themselves are compared by their template operations; this compares
@@ -270,16 +273,42 @@ def restart_reasons(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         reasons.append(f"dockerd runs with log-driver={live['logging_driver']}")
     if userns_on(live) != bool(cfg["docker_userns_remap"]):
         reasons.append(f"dockerd runs with userns-remap {'on' if userns_on(live) else 'off'}")
+    if selinux and "name=selinux" not in (live.get("security_options") or []):
+        reasons.append("dockerd runs without SELinux labelling of containers")
     return reasons
 
 
-def preflight_problems(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+def selinux_labels(plat: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """daemon.json turns SELinux labelling on: SELinux is the MAC system dockguard manages here."""
+    return platform.mac(plat, cfg) == "selinux"
+
+
+def apparmor_profile_missing(plat: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """CIS 5.1: dockerd loads docker-default when it starts on a kernel with AppArmor;
+    one that runs without it was started before AppArmor was (and is restarted)."""
+    from . import mac
+
+    return (
+        platform.mac(plat, cfg) == "apparmor"
+        and plat["apparmor"]["aa_status"]
+        and mac.apparmor_problem(plat) is None
+        and "docker-default" not in plat["apparmor"]["profiles"]
+    )
+
+
+def preflight_problems(live: dict[str, Any], cfg: dict[str, Any], plat: dict[str, Any] | None = None) -> list[str]:
     """What would make applying this host's settings break or hide something: refused
     before any host is touched."""
-    if not live or live.get("dockerd") is None:
+    plat = plat or {}
+    present = bool(live) and live.get("dockerd") is not None
+    if plat:
+        out = platform.problems(plat, cfg, dockerd_present=present)
+        if out or not present:
+            return out
+    elif not present:
         return ["dockerd is not installed (install docker.io or docker-ce first)"]
     out = []
-    conf = daemon_config(cfg)
+    conf = daemon_config(cfg, selinux_labels(plat, cfg))
     lines = {}
     if live.get("vendor_exec"):
         lines["docker.service ExecStart"] = live["vendor_exec"]
@@ -324,9 +353,9 @@ def preflight_problems(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
 _live: dict[str, dict[str, Any]] = {}
 
 
-def _read_state(h) -> dict[str, Any]:
+def _read_state(h) -> tuple[dict[str, Any], dict[str, Any]]:
     with ctx_host.use(h):
-        return h.get_fact(DockerdState)
+        return h.get_fact(DockerdState), h.get_fact(platform.HostPlatform)
 
 
 def preflight(hosts: list) -> None:
@@ -339,9 +368,10 @@ def preflight(hosts: list) -> None:
     for h, g in sorted(greenlets.items(), key=lambda kv: kv[0].name):
         if g.exception is not None:
             raise g.exception
-        _live[h.name] = g.value
+        _live[h.name], plat = g.value
+        platform.remember(h.name, plat)
         cfg = settings.resolve(h.data.dict())
-        lines += [f"  {h.name}: {p}" for p in preflight_problems(g.value, cfg)]
+        lines += [f"  {h.name}: {p}" for p in preflight_problems(_live[h.name], cfg, plat)]
         if cfg["docker_tcp_listen"]:
             listening.append(cfg)
     if lines:
@@ -355,6 +385,11 @@ def live_state() -> dict[str, Any]:
     if host.name not in _live:
         _live[host.name] = host.get_fact(DockerdState)
     return _live[host.name]
+
+
+def forget() -> None:
+    """Read this host's state again on next use (Docker was installed in this run)."""
+    _live.pop(host.name, None)
 
 
 # --------------------------------------------------------------------------- operations
@@ -482,7 +517,12 @@ def configure(cfg: dict[str, Any]) -> list:
     """CIS 2.2-2.18: daemon.json and the drop-in, then restart only if needed.
     Returns the operations that may change the host."""
     live = live_state()
-    stale = restart_reasons(live, cfg)
+    plat = platform.current()
+    selinux = selinux_labels(plat, cfg)
+    # Only a daemon on a host whose SELinux runs can report labelling in docker info.
+    stale = restart_reasons(live, cfg, selinux and plat["selinux"]["mode"] in ("enforcing", "permissive"))
+    if live.get("active") == "active" and apparmor_profile_missing(plat, cfg):
+        stale.append("AppArmor is enabled but dockerd has not loaded its docker-default profile")
     if stale:
         drift("2.x", "; ".join(stale), operation=RESTART_OP)
     keep = keep_known_good(name="dockerd: keep the current configuration to roll back to", live=live)
@@ -492,7 +532,7 @@ def configure(cfg: dict[str, Any]) -> list:
     if cfg["docker_tcp_listen"]:
         changed += tls.configure(cfg)
     specs = {
-        DAEMON_JSON: (content.render("etc/docker/daemon.json.j2", daemon_json=render_daemon_json(cfg)), "644"),
+        DAEMON_JSON: (content.render("etc/docker/daemon.json.j2", daemon_json=render_daemon_json(cfg, selinux)), "644"),
         DROPIN: (
             content.render(
                 "etc/systemd/system/docker.service.d/dockguard.conf.j2",

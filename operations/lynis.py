@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import ROOT, TEMPLATES, drift, packages, say
+from . import ROOT, TEMPLATES, drift, packages, platform, say
 
 REPORT = "/var/log/lynis-report.dat"
 PROFILE = "/etc/lynis/dockguard.prf"
@@ -150,7 +150,14 @@ def configure_before(cfg: dict[str, Any]) -> None:
     if not cfg["lynis_enabled"]:
         return
     live = host.get_fact(LynisReport)
-    packages.installed(name="CIS 1.2.1: Lynis installed", present=live["installed"], apt="lynis", dnf="lynis")
+    packages.installed(
+        name="CIS 1.2.1: Lynis installed",
+        present=live["installed"],
+        plat=platform.current(),
+        apt="lynis",
+        dnf="lynis",
+        epel=True,  # Lynis on the RHEL family comes from EPEL
+    )
     profile = files.template(
         name="CIS 1.2.1: dockguard's Lynis profile",
         src=str(TEMPLATES / "etc/lynis/dockguard.prf.j2"),

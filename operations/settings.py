@@ -312,6 +312,32 @@ SCHEMA: dict[str, Setting] = {
             "project directory, or absolute).", check=_pki_dir,
         ),
         Setting(
+            "docker_install", bool, False, "-",
+            "Install Docker where dockerd is missing (from docker_source), then harden it in the same run. "
+            "Off: a host without Docker is refused before anything changes.",
+        ),
+        Setting(
+            "docker_source", str, "distribution", "-",
+            "Where Docker comes from when dockguard installs it: 'distribution' (docker.io on "
+            "Debian/Ubuntu) or 'docker-ce' (Docker's own repository; the only choice on the RHEL family, "
+            "whose repositories ship no Docker engine). An installed engine is never swapped.",
+            choices=("distribution", "docker-ce"),
+        ),
+        Setting(
+            "dockguard_mac", str, "auto", "5.1/5.2",
+            "Mandatory access control for containers: 'auto' (AppArmor on Debian/Ubuntu, SELinux on "
+            "the RHEL family), 'apparmor', 'selinux', or 'off' (not managed; reported as skipped).",
+            breaks="SELinux enforcing denies container access to host files not labelled for containers "
+            "(mount with :z or :Z); containers that opt in to dockguard-default lose raw sockets and mounts",
+            choices=("auto", "apparmor", "selinux", "off"),
+        ),
+        Setting(
+            "dockguard_allow_reboot", bool, False, "5.2",
+            "Reboot a host whose SELinux is disabled, after scheduling the full relabel that enabling it "
+            "needs (it can take long). Off: the host is prepared and the reboot is left to the operator.",
+            breaks="a reboot stops every container on the host for the length of the relabel",
+        ),
+        Setting(
             "docker_daemon_extra", dict, {}, "-",
             "More daemon.json keys that dockguard does not model; dockerd validates them and a "
             "rejected key is rolled back. Keys dockguard manages are refused here.", check=_extra,
@@ -324,7 +350,7 @@ MANAGED_KEYS = {
     "icc", "log-level", "iptables", "insecure-registries", "storage-driver", "tlsverify", "tls",
     "tlscacert", "tlscert", "tlskey", "default-ulimits", "userns-remap", "cgroup-parent",
     "authorization-plugins", "log-driver", "log-opts", "no-new-privileges", "live-restore",
-    "userland-proxy", "seccomp-profile", "experimental",
+    "userland-proxy", "seccomp-profile", "experimental", "selinux-enabled",
 }  # fmt: skip
 
 
@@ -337,7 +363,7 @@ def problems(data: Mapping[str, Any]) -> list[str]:
     out = []
     for key in sorted(data):
         if key.startswith(PREFIXES) and key not in SCHEMA:
-            hint = difflib.get_close_matches(key, list(SCHEMA), n=1)
+            hint = difflib.get_close_matches(key, list(SCHEMA), n=1, cutoff=0.8)
             out.append(f"{key}: unknown setting" + (f" (did you mean {hint[0]}?)" if hint else ""))
     for name, setting in SCHEMA.items():
         if name in data:

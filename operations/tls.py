@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
+from pyinfra.api.arguments import ConnectorArguments
 from pyinfra.api.exceptions import FactProcessError
 
 from . import drift
@@ -252,16 +253,25 @@ def ca_certificate(directory: str):
     if live["ca"] == ca_pem:
         host.noop("the CA certificate is current")
         return
-    yield FunctionCommand(_upload_public, (ca_pem.encode(), CA_CERT), {})
+    yield FunctionCommand(_upload_public, (ca_pem.encode(), CA_CERT, _connector_args()), {})
 
 
-def _upload_public(state, host, data: bytes, dest: str) -> bool:
-    """Upload a public file (certificate) and make it 0444 root:root."""
+def _connector_args() -> dict[str, Any]:
+    """The connector arguments of the current operation (``_sudo`` and the like, from
+    the inventory): a FunctionCommand's own host calls do not get them otherwise."""
+    keys = set(ConnectorArguments.__annotations__)
+    return {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in keys}
+
+
+def _upload_public(state, host, data: bytes, dest: str, conn: dict[str, Any] | None = None) -> bool:
+    """Upload a public file (certificate) and make it 0444 root:root. (Under sudo
+    pyinfra uploads through a temporary file: acceptable for a certificate only.)"""
+    conn = conn or {}
     tmp = f"{dest}.new"
-    if not host.put_file(BytesIO(data), tmp):
+    if not host.put_file(BytesIO(data), tmp, **conn):
         return False
     ok, _ = host.run_shell_command(
-        StringCommand(f"chown root:root {tmp} && chmod 444 {tmp} && mv {tmp} {shlex.quote(dest)}")
+        StringCommand(f"chown root:root {tmp} && chmod 444 {tmp} && mv {tmp} {shlex.quote(dest)}"), **conn
     )
     return ok
 
@@ -278,18 +288,19 @@ def server_certificate(directory: str, cn: str, dns: list[str], ips: list[str], 
         host.noop("the server certificate is valid")
         return
     drift("2.7", problem)
-    yield FunctionCommand(_issue, (directory, cn, dns, ips, days, problem), {})
+    yield FunctionCommand(_issue, (directory, cn, dns, ips, days, problem, _connector_args()), {})
 
 
-def _issue(state, host, directory, cn, dns, ips, days, reason) -> bool:
+def _issue(state, host, directory, cn, dns, ips, days, reason, conn=None) -> bool:
     """Ask the host for a CSR of its key, sign it here, upload the certificate."""
+    conn = conn or {}
     host.log(f"issuing a server certificate: {reason}")
-    ok, out = host.run_shell_command(StringCommand(f"openssl req -new -key {SERVER_KEY} -subj /CN=dockerd"))
+    ok, out = host.run_shell_command(StringCommand(f"openssl req -new -key {SERVER_KEY} -subj /CN=dockerd"), **conn)
     if not ok:
         host.log_styled("could not make a certificate request", fg="red")
         return False
     cert = sign_server_csr(Path(directory), ("\n".join(out.stdout_lines) + "\n").encode(), cn, dns, ips, days)
-    return _upload_public(state, host, cert, SERVER_CERT)
+    return _upload_public(state, host, cert, SERVER_CERT, conn)
 
 
 def configure(cfg: dict[str, Any]) -> list:

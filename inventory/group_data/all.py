@@ -53,3 +53,9 @@ docker_group_enforce = False
 lynis_enabled = True
 lynis_min_hardening_index = None
 lynis_reports_dir = "reports/lynis"
+# Installing Docker where it is missing (off: such a host is refused), and from where
+docker_install = False
+docker_source = "distribution"
+# CIS 5.1/5.2: AppArmor on Debian/Ubuntu, SELinux on the RHEL family ("auto")
+dockguard_mac = "auto"
+dockguard_allow_reboot = False

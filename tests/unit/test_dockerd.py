@@ -272,6 +272,10 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "lynis_enabled": "CIS 1.2.1 (lynis)",
         "lynis_min_hardening_index": "CIS 1.2.1 (lynis)",
         "lynis_reports_dir": "CIS 1.2.1 (lynis)",
+        "docker_install": "Docker installed where missing (packages, deploy.py)",
+        "docker_source": "which packages install Docker (platform, packages)",
+        "dockguard_mac": "CIS 5.1/5.2 (mac), and selinux-enabled in daemon.json",
+        "dockguard_allow_reboot": "CIS 5.2 (mac)",
     }
     rendered = {
         "docker_icc", "docker_log_level", "docker_iptables", "docker_insecure_registries",

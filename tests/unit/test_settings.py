@@ -75,6 +75,10 @@ def test_defaults_are_not_shared_between_hosts():
         ),
         ({"docker_live_restor": True}, "docker_live_restor: unknown setting (did you mean docker_live_restore?)"),
         ({"dockguard_frobnicate": 1}, "dockguard_frobnicate: unknown setting"),
+        ({"dockguard_macc": "auto"}, "dockguard_macc: unknown setting (did you mean dockguard_mac?)"),
+        ({"dockguard_mac": "smack"}, "dockguard_mac: must be one of 'auto', 'apparmor', 'selinux', 'off', got 'smack'"),
+        ({"docker_source": "snap"}, "docker_source: must be one of 'distribution', 'docker-ce', got 'snap'"),
+        ({"docker_install": "yes"}, "docker_install: expected a boolean, got a string 'yes'"),
         (
             {"docker_storage_driver": "aufs"},
             "docker_storage_driver: aufs is deprecated and not allowed (CIS 2.6): use overlay2",

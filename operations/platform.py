@@ -1,0 +1,208 @@
+"""Which distribution a host runs, and what that decides.
+
+One fact (``HostPlatform``, one command) tells each control area what it branches
+on: the distribution and its family, the package manager (apt or dnf), which of
+the packages dockguard cares about are installed (Docker from the distribution,
+docker.io, or Docker CE, docker-ce + containerd.io), whether the host is a
+container, and the state of its mandatory access control (AppArmor or SELinux).
+Unit and defaults-file paths are not guessed from the distribution: the fact of
+hostpaths.DockerHostPaths reads them from systemd and the file system.
+
+The preflight reads it for every host before any host is touched and refuses an
+unsupported distribution, or a missing Docker it may not or cannot install.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import FactProcessError
+
+# Distributions dockguard supports: os-release ID -> (family, supported VERSION_ID major versions).
+SUPPORTED = {
+    "debian": ("debian", ("12",)),
+    "ubuntu": ("debian", ("22.04", "24.04")),
+    "rocky": ("rhel", ("9",)),
+    "rhel": ("rhel", ("9",)),
+}
+SUPPORTED_TEXT = "Debian 12, Ubuntu 22.04/24.04, Rocky Linux 9, RHEL 9"
+# Packages whose presence a control branches on (dpkg or rpm names).
+PACKAGES = (
+    "docker.io", "docker-ce", "docker-ce-cli", "containerd.io", "containerd", "moby-engine", "podman-docker",
+    "apparmor", "apparmor-utils", "container-selinux", "selinux-policy-default", "policycoreutils",
+    "auditd", "audit", "lynis",
+)  # fmt: skip
+# Docker as each source installs it, per family.
+DOCKER_PACKAGES = {
+    ("distribution", "debian"): ("docker.io",),
+    ("docker-ce", "debian"): ("docker-ce", "docker-ce-cli", "containerd.io"),
+    ("docker-ce", "rhel"): ("docker-ce", "docker-ce-cli", "containerd.io"),
+}
+APPARMOR_PROFILE_FILE = "/etc/apparmor.d/dockguard-default"
+APPARMOR_KERNEL_PARAMETERS = "apparmor=1 security=apparmor"
+
+
+class HostPlatform(FactBase):
+    """{"id", "version", "codename", "name", "family", "pkg", "packages": [installed names],
+    "container": virtualization or None, "cmdline", "apparmor": {...}, "selinux": {...}}."""
+
+    def command(self) -> str:
+        names = " ".join(PACKAGES)
+        return (
+            "if [ -r /etc/os-release ]; then . /etc/os-release; fi; "
+            'echo "id=$ID"; echo "version=$VERSION_ID"; echo "codename=$VERSION_CODENAME"; '
+            'echo "name=$PRETTY_NAME"; echo "like=$ID_LIKE"; '
+            "if command -v apt-get >/dev/null 2>&1; then echo pkg=apt; "
+            "elif command -v dnf >/dev/null 2>&1; then echo pkg=dnf; fi; "
+            "if command -v dpkg-query >/dev/null 2>&1; then "
+            f"dpkg-query -W -f='${{Package}} ${{Status}}\\n' {names} 2>/dev/null "
+            '| awk \'$NF == "installed" {print "package=" $1}\'; '
+            "elif command -v rpm >/dev/null 2>&1; then "
+            f"rpm -q --qf 'package=%{{NAME}}\\n' {names} 2>/dev/null | grep '^package='; fi; "
+            'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
+            'echo "cmdline=$(cat /proc/cmdline 2>/dev/null)"; '
+            # AppArmor: the kernel's switch, the tools, the loaded profiles (aa-status --json), our file.
+            "echo aa_kernel=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent); "
+            "command -v apparmor_parser >/dev/null 2>&1 && echo aa_parser=yes; "
+            "command -v aa-status >/dev/null 2>&1 && echo aa_status=$(aa-status --json 2>/dev/null | head -c 100000); "
+            f"[ -f {APPARMOR_PROFILE_FILE} ] && "
+            f"echo aa_file=$(sha256sum < {APPARMOR_PROFILE_FILE} | cut -d' ' -f1); "
+            # SELinux: the running mode and the configured one.
+            "command -v getenforce >/dev/null 2>&1 && echo se_mode=$(getenforce 2>/dev/null); "
+            "[ -f /etc/selinux/config ] && echo se_config=$(sed -n 's/^SELINUX=//p' /etc/selinux/config); "
+            "[ -e /.autorelabel ] && echo se_relabel=yes; true"
+        )
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        raw: dict[str, str] = {}
+        installed: list[str] = []
+        for line in output:
+            key, sep, value = line.partition("=")
+            if not sep:
+                if line.strip():
+                    raise FactProcessError(f"unexpected output: {line!r}")
+                continue
+            if key == "package":
+                installed.append(value)
+            else:
+                raw[key] = value
+        os_id = raw.get("id", "").strip().lower()
+        family = SUPPORTED.get(os_id, (None,))[0]
+        if family is None:
+            like = raw.get("like", "").split()
+            family = "debian" if "debian" in like else "rhel" if ("rhel" in like or "fedora" in like) else None
+        profiles: dict[str, str] = {}
+        if raw.get("aa_status"):
+            try:
+                profiles = json.loads(raw["aa_status"]).get("profiles") or {}
+            except json.JSONDecodeError as e:
+                raise FactProcessError(f"aa-status --json printed invalid JSON: {e}") from e
+        container = raw.get("container", "none")
+        return {
+            "id": os_id,
+            "version": raw.get("version", ""),
+            "codename": raw.get("codename", ""),
+            "name": raw.get("name", "") or os_id or "unknown",
+            "family": family,
+            "pkg": raw.get("pkg"),
+            "packages": sorted(set(installed)),
+            "container": None if container in ("", "none") else container,
+            "cmdline": raw.get("cmdline", ""),
+            "apparmor": {
+                # Y: enabled; N: built in but off; absent: not in this kernel.
+                "kernel": raw.get("aa_kernel", "absent"),
+                "parser": raw.get("aa_parser") == "yes",
+                "aa_status": bool(raw.get("aa_status")),
+                "profiles": profiles,
+                "file_digest": raw.get("aa_file") or None,
+            },
+            "selinux": {
+                "mode": (raw.get("se_mode") or "").lower() or None,
+                "config": (raw.get("se_config") or "").lower() or None,
+                "relabel_pending": raw.get("se_relabel") == "yes",
+            },
+        }
+
+
+def supported(plat: dict[str, Any]) -> bool:
+    entry = SUPPORTED.get(plat.get("id", ""))
+    if not entry:
+        return False
+    version = plat.get("version", "")
+    return any(version == v or version.startswith(v + ".") for v in entry[1])
+
+
+def mac(plat: dict[str, Any], cfg: dict[str, Any]) -> str | None:
+    """The MAC system dockguard manages on this host: "apparmor", "selinux" or None."""
+    choice = cfg["dockguard_mac"]
+    if choice == "off":
+        return None
+    if choice != "auto":
+        return choice
+    return {"debian": "apparmor", "rhel": "selinux"}.get(plat.get("family") or "")
+
+
+def docker_installed(plat: dict[str, Any]) -> bool:
+    return any(p in plat.get("packages", ()) for p in ("docker.io", "docker-ce", "moby-engine"))
+
+
+def docker_packages(plat: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, ...] | None:
+    """The packages that install Docker from the configured source here (None: not available)."""
+    return DOCKER_PACKAGES.get((cfg["docker_source"], plat.get("family") or ""))
+
+
+def problems(plat: dict[str, Any], cfg: dict[str, Any], dockerd_present: bool) -> list[str]:
+    """Why this host cannot be hardened as configured: refused before any host is touched."""
+    if not supported(plat):
+        name = plat.get("name") or "an unknown distribution"
+        return [f"unsupported distribution: {name} (dockguard supports {SUPPORTED_TEXT})"]
+    out = []
+    if not plat.get("pkg"):
+        out.append("no package manager found (apt-get or dnf)")
+    if not dockerd_present:
+        if not cfg["docker_install"]:
+            out.append(
+                "dockerd is not installed: install Docker first, or set docker_install: True to let dockguard "
+                f"install it (from docker_source: {cfg['docker_source']!r})"
+            )
+        elif docker_packages(plat, cfg) is None:
+            out.append(
+                f"docker_source: {cfg['docker_source']!r}: {plat['name']} ships no Docker engine of its own; "
+                "set docker_source: 'docker-ce' (Docker's repository)"
+            )
+    choice = mac(plat, cfg)
+    if cfg["dockguard_mac"] == "selinux" and plat.get("family") == "debian" and not plat["selinux"]["mode"]:
+        out.append("dockguard_mac: 'selinux' but SELinux is not installed on this host (getenforce not found)")
+    if choice == "apparmor" and plat.get("family") == "rhel":
+        out.append("dockguard_mac: 'apparmor' is not available on the RHEL family (SELinux is its MAC system)")
+    return out
+
+
+# HostPlatform of every host, read by the preflight before any host is prepared.
+_facts: dict[str, dict[str, Any]] = {}
+
+
+def remember(name: str, plat: dict[str, Any]) -> None:
+    _facts[name] = plat
+
+
+def current() -> dict[str, Any]:
+    """This host's HostPlatform (as the preflight read it, or read now)."""
+    from pyinfra import host
+
+    if host.name not in _facts:
+        _facts[host.name] = host.get_fact(HostPlatform)
+    return _facts[host.name]
+
+
+def forget() -> None:
+    """Read this host's platform again on next use (packages were installed in this run)."""
+    from pyinfra import host
+
+    _facts.pop(host.name, None)
