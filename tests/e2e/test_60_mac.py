@@ -38,7 +38,9 @@ def test_profile_enforced_and_a_container_confined_by_it(lab, vm):
     assert out == f"{PROFILE} (enforce)"
     assert lab.docker(vm, f"run --rm {image} cat /proc/self/attr/current") == "docker-default (enforce)"
     # Confined for real: the kernel refuses what the profile denies (a raw socket).
-    denied = lab.ssh(vm, f"docker run --rm --security-opt apparmor={PROFILE} {image} ping -c1 127.0.0.1 2>&1", check=False)
+    denied = lab.ssh(
+        vm, f"docker run --rm --security-opt apparmor={PROFILE} {image} ping -c1 127.0.0.1 2>&1", check=False
+    )
     assert "can't create raw socket: Permission denied" in denied
     assert "1 packets received" in lab.docker(vm, f"run --rm {image} ping -c1 127.0.0.1")
 
