@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
-	openssh-client python3-venv ca-certificates
+	openssh-client python3-venv ca-certificates vagrant
 
 .PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme
 
@@ -55,7 +55,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 unit: venv
-	$(BIN)/pytest tests/unit
+	DOCKGUARD_REQUIRE_VAGRANT=1 $(BIN)/pytest tests/unit
 
 e2e: venv
 	DOCKGUARD_REQUIRE_LAB=1 $(BIN)/pytest tests/e2e
