@@ -34,7 +34,12 @@ def pytest_configure(config):
     inventory = fleet.load(config.getoption("--inventory"))
     config._dockguard_settings = fleet.host_settings(inventory)
     if not config._dockguard_settings:
-        raise pytest.UsageError(f"no hosts in {config.getoption('--inventory')} (is the lab up? make lab-up)")
+        raise pytest.UsageError(
+            f"no hosts in {config.getoption('--inventory')} (inventory/lab.py: make lab-up; "
+            "inventory/vagrant.py: vagrant up)"
+        )
+    if any(h.data.get("_sudo") for h in inventory):  # e.g. the Vagrant boxes: log in as vagrant, check as root
+        config.option.sudo = True
     with tempfile.NamedTemporaryFile("w", prefix="dockguard-ssh-", suffix=".conf", delete=False) as f:
         f.write(fleet.ssh_config(inventory))
     config.add_cleanup(lambda: os.unlink(f.name))
