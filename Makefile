@@ -6,6 +6,7 @@ SHELL := /bin/bash
 
 N ?= 2
 VM ?= 0
+SELINUX ?= 0
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,7 @@ APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils
 .PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme
 
 help:
-	@echo "make demo | make test | make lab-up N=3 [VM=1] | make lab-status | make lab-down"
+	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
 
 deps:  ## apt packages the lab needs (installed only when missing)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -39,7 +40,7 @@ $(BIN)/.installed: pyproject.toml | deps
 venv: $(BIN)/.installed
 
 lab-up: deps
-	$(LABCTL) up --containers $(N) $(if $(filter 1,$(VM)),--vm)
+	$(LABCTL) up --containers $(N) $(if $(filter 1,$(VM)),--vm) $(if $(filter 1,$(SELINUX)),--selinux-vm)
 
 lab-status:
 	@$(LABCTL) status

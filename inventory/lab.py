@@ -1,6 +1,7 @@
 """The local lab (the embedded default target): whatever `make lab-up` started.
 
-Groups: lab_containers (dh1..dhN, systemd-nspawn hosts) and lab_vms (vm1, QEMU).
+Groups: lab_containers (dh1..dhN, systemd-nspawn hosts), lab_vms (vm1, QEMU, AppArmor)
+and lab_selinux_vms (vm2, QEMU, SELinux; only with `make lab-up SELINUX=1`).
 """
 
 import json
@@ -38,6 +39,7 @@ def _hosts(kind):
 
 lab_containers = _hosts("container")
 lab_vms = _hosts("vm")
+lab_selinux_vms = _hosts("vm-selinux")  # only with `make lab-up SELINUX=1`
 
-if not lab_containers and not lab_vms:
+if not lab_containers and not lab_vms and not lab_selinux_vms:
     print("inventory/lab.py: no lab hosts are running; start them with `make lab-up`", file=sys.stderr)

@@ -49,6 +49,19 @@ VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
 # Kept in the hosts' apt cache: a test removes docker.io and has dockguard install it
 # again (docker_install); the hosts have no network, so apt must find the package here.
 KEEP_DEBS = ["docker.io"]
+# The SELinux VM (opt-in, `make lab-up SELINUX=1`): Debian's own SELinux policy, the
+# file system labelled when the image is built, booted permissive.
+SELINUX_PACKAGES = ["selinux-basics", "selinux-policy-default", "policycoreutils", "selinux-utils"]
+SELINUX_SEED_DROPIN = """\
+[Service]
+# Files the seed unit copies get the labels the policy wants (sshd reads them).
+ExecStartPost=/sbin/restorecon -R /etc/ssh /root/.ssh
+"""
+# name -> (SSH port, kernel security parameters, state kind)
+VMS = {
+    "vm1": (VM_SSH_PORT, "apparmor=1 security=apparmor audit=1", "vm"),
+    "vm2": (VM_SSH_PORT + 1, "selinux=1 security=selinux enforcing=0 audit=1", "vm-selinux"),
+}
 # Every cgroup hierarchy of this machine (v1 controllers, name=systemd and the
 # cgroup2 "unified" one): each host gets its own cgroup in each. Sharing one (the
 # unified root) lets two hosts' systemd remove each other's unit cgroups at boot.
@@ -149,8 +162,9 @@ def _custom_key() -> str:
     return _key(CGROUP_UNIT, AUDITD_DROPIN, SSHD_CONF)
 
 
-def vm_dir() -> Path:
-    return CACHE / f"vm-{_key(rootfs_dir().name, _custom_key(), *VM_PACKAGES, SEED_UNIT, VM_NETWORK)}"
+def vm_dir(selinux: bool = False) -> Path:
+    extra = ["selinux", *SELINUX_PACKAGES, SELINUX_SEED_DROPIN] if selinux else []
+    return CACHE / f"vm-{_key(rootfs_dir().name, _custom_key(), *VM_PACKAGES, SEED_UNIT, VM_NETWORK, *extra)}"
 
 
 def ensure_tools() -> None:
@@ -230,8 +244,8 @@ def _make_test_image(root: Path) -> None:
     shutil.rmtree(img)
 
 
-def build_vm_image() -> Path:
-    out = vm_dir()
+def build_vm_image(selinux: bool = False) -> Path:
+    out = vm_dir(selinux)
     if (out / ".dockguard-complete").exists():
         return out
     root = build_rootfs()
@@ -255,9 +269,12 @@ def build_vm_image() -> Path:
             mounts.append(vroot / dst)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         run(["chroot", str(vroot), "apt-get", "update", "-qq"], env=env)
-        run(["chroot", str(vroot), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *VM_PACKAGES],
+        packages = VM_PACKAGES + (SELINUX_PACKAGES if selinux else [])
+        run(["chroot", str(vroot), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
             env=env, stdout=subprocess.DEVNULL)  # fmt: skip
         _clean_apt_cache(vroot)
+        if selinux:
+            _selinux_image(vroot)
     finally:
         for m in reversed(mounts):
             quiet(["umount", "-l", str(m)])
@@ -495,9 +512,24 @@ def stop_container(name: str, h: dict) -> None:
 # --------------------------------------------------------------------------- VM host
 
 
-def start_vm(state: dict) -> None:
-    name = "vm1"
-    img = build_vm_image()
+def _selinux_image(vroot: Path) -> None:
+    """Booted permissive, labelled now (mkfs.ext4 -d copies the labels into the image):
+    a first boot would otherwise relabel and reboot."""
+    config = vroot / "etc/selinux/config"
+    text = config.read_text() if config.exists() else ""
+    lines = [line for line in text.splitlines() if not line.startswith(("SELINUX=", "SELINUXTYPE="))]
+    config.write_text("\n".join([*lines, "SELINUX=permissive", "SELINUXTYPE=default"]) + "\n")
+    dropin = vroot / "etc/systemd/system/dockguard-lab-seed.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "selinux.conf").write_text(SELINUX_SEED_DROPIN)
+    contexts = "/etc/selinux/default/contexts/files/file_contexts"
+    run(["chroot", str(vroot), "setfiles", "-F", "-e", "/proc", "-e", "/sys", "-e", "/dev", contexts, "/"],
+        stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def start_vm(state: dict, name: str = "vm1") -> None:
+    port, security, kind = VMS[name]
+    img = build_vm_image(selinux=kind == "vm-selinux")
     if not shutil.which("qemu-system-x86_64"):
         raise SystemExit("lab: qemu-system-x86_64 missing: run `make deps` first")
     hdir = STATE / name
@@ -517,10 +549,10 @@ def start_vm(state: dict) -> None:
     cmd = [
         "qemu-system-x86_64", *accel, "-cpu", "max", "-m", "1024", "-smp", "2",
         "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
-        "-append", "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor audit=1 quiet",
+        "-append", f"root=/dev/vda rw console=ttyS0 {security} quiet",
         "-drive", f"file={disk},if=virtio,format=qcow2",
         "-drive", f"file={seed_img},if=virtio,format=raw,readonly=on",
-        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{VM_SSH_PORT}-:22",
+        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "virtio-net-pci,netdev=n0",
         "-display", "none", "-serial", f"file:{hdir / 'console.log'}", "-monitor", "none",
         "-pidfile", str(hdir / "qemu.pid"), "-daemonize",
@@ -528,7 +560,7 @@ def start_vm(state: dict) -> None:
     run(cmd)
     pid = int((hdir / "qemu.pid").read_text())
     state["hosts"][name] = {
-        "kind": "vm", "address": "127.0.0.1", "port": VM_SSH_PORT, "pid": pid, "dir": str(hdir),
+        "kind": kind, "address": "127.0.0.1", "port": port, "pid": pid, "dir": str(hdir),
         "host_key": host_key, "started": time.time(),
     }  # fmt: skip
     save_state(state)
@@ -632,6 +664,8 @@ def cmd_up(args) -> None:
     build_rootfs()
     if args.vm:
         build_vm_image()
+    if args.selinux_vm:
+        build_vm_image(selinux=True)
     t_build = time.monotonic() - t0
     (STATE / "ssh").mkdir(parents=True, exist_ok=True)
     try:
@@ -644,11 +678,11 @@ def cmd_up(args) -> None:
         save_state(state)
         for name in sorted(state["hosts"]):
             wait_ready(name, state["hosts"][name], 60)
-        if args.vm:
-            start_vm(state)
+        for name in ["vm1"] * bool(args.vm) + ["vm2"] * bool(args.selinux_vm):
+            start_vm(state, name)
             update_known_hosts(state)
             save_state(state)
-            wait_ready("vm1", state["hosts"]["vm1"], 400)
+            wait_ready(name, state["hosts"][name], 400)
     except BaseException:
         keep = STATE / "last-failure"
         shutil.rmtree(keep, ignore_errors=True)
@@ -690,7 +724,7 @@ def cmd_down(args) -> None:
     state = load_state()
     for name, h in sorted(state["hosts"].items()):
         log(f"stopping {name}")
-        if h["kind"] == "vm":
+        if h["kind"].startswith("vm"):
             stop_vm(name, h)
         else:
             stop_container(name, h)
@@ -748,6 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up")
     up.add_argument("--containers", "-n", type=int, default=2)
     up.add_argument("--vm", action="store_true")
+    up.add_argument("--selinux-vm", action="store_true", help="also vm2: Debian with SELinux, booted permissive")
     sub.add_parser("status")
     sub.add_parser("down")
     sub.add_parser("leftovers")
