@@ -21,9 +21,8 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
-from pyinfra.operations import files
 
-from . import TEMPLATES, drift, packages, platform, warn
+from . import content, drift, packages, platform, warn
 from .dockerd import DAEMON_JSON
 from .hostpaths import DockerHostPaths
 
@@ -98,10 +97,18 @@ def unavailable_reason(live: dict[str, Any]) -> str | None:
     return f"the kernel's audit status cannot be read ({live.get('status')})"
 
 
+def _current(live: dict[str, Any] | None) -> dict[str, Any]:
+    """The state read while the area was prepared, unless auditd was not installed then
+    (it is installed by an earlier operation of this run: read it again)."""
+    if live and live.get("installed") == "yes":
+        return live
+    return host.get_fact(AuditState)
+
+
 @operation()
-def running():
+def running(live: dict[str, Any] | None = None):
     """auditd enabled and running, where it can run."""
-    live = host.get_fact(AuditState)
+    live = _current(live)
     reason = unavailable_reason(live)
     if reason:
         warn(f"CIS 1.1: {reason}")
@@ -127,9 +134,9 @@ def missing_rules(live: dict[str, Any], wanted: list[str]) -> list[str]:
 
 
 @operation()
-def loaded(wanted: list[str]):
+def loaded(wanted: list[str], live: dict[str, Any] | None = None):
     """Load the rules (gate with ``_if``) and verify them in the kernel's list."""
-    live = host.get_fact(AuditState)
+    live = _current(live)
     reason = unavailable_reason(live)
     if reason:
         host.noop(f"audit rules not loaded: {reason}")
@@ -162,16 +169,12 @@ def configure(cfg: dict[str, Any]) -> list:
         apt="auditd",
         dnf="audit",
     )
-    rules = files.template(
-        name="CIS 1.1.3-1.1.18: audit rules for Docker paths",
-        src=str(TEMPLATES / "etc/audit/rules.d/dockguard-docker.rules.j2"),
-        dest=RULES_FILE,
-        user="root",
-        group="root",
-        mode="640",
-        rules=wanted,
+    # Content here, owner and mode (root:root 0640) with the other files (docker_files).
+    (rules,) = content.files(
+        {RULES_FILE: (content.render("etc/audit/rules.d/dockguard-docker.rules.j2", rules=wanted), "640")},
+        {RULES_FILE: "CIS 1.1.3-1.1.18: audit rules for Docker paths"},
     )
-    run = running(name=RUNNING_OP)
+    run = running(name=RUNNING_OP, live=live)
     missing = missing_rules(live, wanted) if live.get("available") else []
     if missing:
         drift(
@@ -183,6 +186,7 @@ def configure(cfg: dict[str, Any]) -> list:
     load = loaded(
         name=LOAD_OP,
         wanted=wanted,
+        live=live,
         _if=lambda: stale or rules.did_change(),
     )
     return [inst, rules, run, load]

@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import ROOT, TEMPLATES, drift, packages, platform, say
+from . import ROOT, content, drift, packages, platform, say
 
 REPORT = "/var/log/lynis-report.dat"
 PROFILE = "/etc/lynis/dockguard.prf"
@@ -158,13 +158,10 @@ def configure_before(cfg: dict[str, Any]) -> None:
         dnf="lynis",
         epel=True,  # Lynis on the RHEL family comes from EPEL
     )
-    profile = files.template(
-        name="CIS 1.2.1: dockguard's Lynis profile",
-        src=str(TEMPLATES / "etc/lynis/dockguard.prf.j2"),
-        dest=PROFILE,
-        user="root",
-        group="root",
-        mode="644",
+    # Content here, owner and mode (root:root 0644) with the other files (docker_files).
+    (profile,) = content.files(
+        {PROFILE: (content.render("etc/lynis/dockguard.prf.j2"), "644")},
+        {PROFILE: "CIS 1.2.1: dockguard's Lynis profile"},
     )
     no_report = index_of(live["report"]) is None
     baseline(name="CIS 1.2.1: Lynis baseline before hardening", _if=lambda: no_report)

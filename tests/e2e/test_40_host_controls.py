@@ -39,17 +39,22 @@ def test_container_host_says_auditd_cannot_run_and_goes_on(lab):
 def test_loosened_files_and_socket_are_restored(lab):
     host = lab.of_kind("container")[0]
     lab.ssh(host, "chmod 666 /var/run/docker.sock && chown root:root /var/run/docker.sock && "
-                  "chmod 664 /lib/systemd/system/docker.service && chmod 777 /etc/docker")  # fmt: skip
+                  "chmod 664 /lib/systemd/system/docker.service && chmod 777 /etc/docker && "
+                  "chmod 666 /etc/audit/rules.d/dockguard-docker.rules /etc/apparmor.d/dockguard-default")  # fmt: skip
     r = lab.apply(limit=host)
     assert r.rc == 0, r.stderr[-3000:]
     assert r.changed_ops(host) == [PERMS]
     modes = lab.ssh(
-        host, "stat -L -c '%n %a %U:%G' /var/run/docker.sock /lib/systemd/system/docker.service /etc/docker"
+        host,
+        "stat -L -c '%n %a %U:%G' /var/run/docker.sock /lib/systemd/system/docker.service /etc/docker "
+        "/etc/audit/rules.d/dockguard-docker.rules /etc/apparmor.d/dockguard-default",
     )
     assert modes.splitlines() == [
         "/var/run/docker.sock 660 root:docker",
         "/lib/systemd/system/docker.service 644 root:root",
         "/etc/docker 755 root:root",
+        "/etc/audit/rules.d/dockguard-docker.rules 640 root:root",
+        "/etc/apparmor.d/dockguard-default 644 root:root",
     ]
     assert lab.apply(limit=host).totals["success"] == 0
 
