@@ -14,7 +14,7 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates vagrant
 
-.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme
+.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme bench
 
 help:
 	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
@@ -87,3 +87,14 @@ readme: venv  ## regenerate the README's table of settings from operations/setti
 		p = pathlib.Path("README.md"); s = p.read_text(); \
 		p.write_text(re.sub(r"(<!-- settings:start[^\n]*-->\n).*?(<!-- settings:end -->)", \
 		lambda m: m[1] + t() + "\n" + m[2], s, flags=re.S))'
+
+# Issue 7's benchmark: dockguard against an equivalent Ansible playbook (the `bench` extra) on the
+# running lab's container hosts; it never starts or stops the lab (`make lab-up N=10` first).
+# Writes bench/results.json and prints a table; see bench/README.md.
+BENCH_SIZES ?= 1,3,10
+BENCH_REPEAT ?= 5
+bench: venv
+	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["optional-dependencies"]["bench"]))' > $(VENV)/bench-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/bench-requirements.txt
+	$(BIN)/python bench/run.py --sizes $(BENCH_SIZES) --repeat $(BENCH_REPEAT) --out bench/results.json
