@@ -22,9 +22,8 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from . import content, drift, packages, platform, warn
+from . import content, drift, hostpaths, packages, platform, warn
 from .dockerd import DAEMON_JSON
-from .hostpaths import DockerHostPaths
 
 RULES_FILE = "/etc/audit/rules.d/dockguard-docker.rules"
 RUNNING_OP = "CIS 1.1: auditd enabled and running"
@@ -58,8 +57,8 @@ class AuditState(FactBase):
         return (
             "echo installed=$(command -v auditctl >/dev/null 2>&1 && echo yes || echo no); "
             'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
-            "echo active=$(systemctl is-active auditd.service 2>/dev/null); "
-            "echo enabled=$(systemctl is-enabled auditd.service 2>/dev/null); "
+            "systemctl show -p ActiveState -p UnitFileState auditd.service 2>/dev/null "
+            "| sed -n -e 's/^ActiveState=/active=/p' -e 's/^UnitFileState=/enabled=/p'; "
             "if s=$(auditctl -s 2>&1); then echo status=ok; echo \"$s\" | sed -n 's/^enabled /audit_enabled=/p'; "
             'else echo "status=$(echo $s | head -c 200)"; fi; '
             "auditctl -l 2>/dev/null | sed 's/^/rule=/'; true"
@@ -160,7 +159,7 @@ def loaded(wanted: list[str], live: dict[str, Any] | None = None):
 def configure(cfg: dict[str, Any]) -> list:
     """CIS 1.1.3-1.1.18."""
     live = host.get_fact(AuditState)
-    paths = host.get_fact(DockerHostPaths)
+    paths = hostpaths.current()
     wanted = rule_lines(watched_paths(paths))
     inst = packages.installed(
         name="CIS 1.1: auditd installed",

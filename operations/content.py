@@ -3,8 +3,9 @@
 pyinfra's files.template reads three facts per file (directory, file, checksum):
 for the several files a control area writes, that is most of the commands of a
 no-op run. Here one fact reads the sha256 of all of an area's files at once,
-while the area is prepared; each file is written by exactly one operation, so
-the digest read then is still the file's state when that operation runs.
+while the host is prepared (the first area to ask reads them all: MANAGED); each
+file is written by exactly one operation, so the digest read then is still the
+file's state when that operation runs.
 
 A file is written in place (its owner and mode stay as they are: they belong to
 the CIS 3.x operation), or created root-owned, 0644 unless ``mode`` is given.
@@ -72,11 +73,36 @@ def file(path: str, text: str, digest: str | None, mode: str = "644"):
     yield FileUploadCommand(BytesIO(text.encode()), path)
 
 
+# Every file dockguard renders: the first area to ask reads all their digests in one
+# command, for the areas after it (the files are not written until the operations run).
+MANAGED = (
+    "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/dockguard.conf",
+    "/etc/docker/seccomp/dockguard.json", "/etc/systemd/system/docker.socket.d/dockguard.conf",
+    "/etc/audit/rules.d/dockguard-docker.rules", "/etc/lynis/dockguard.prf",
+)  # fmt: skip
+_digests: dict[str, dict[str, str | None]] = {}
+
+
+def digests(paths: list[str]) -> dict[str, str | None]:
+    """The digests of ``paths`` as this host has them now (read once per run, see MANAGED)."""
+    known = _digests.setdefault(host.name, {})
+    missing = [p for p in paths if p not in known]
+    if missing:
+        wanted = missing if known else sorted(set(MANAGED) | set(missing))
+        known.update(host.get_fact(Digests, paths=wanted))
+    return {p: known.get(p) for p in paths}
+
+
+def forget() -> None:
+    """Read the digests again on next use (Docker was installed in this run)."""
+    _digests.pop(host.name, None)
+
+
 def files(specs: dict[str, tuple[str, str]], names: dict[str, str]) -> list:
     """Write several files of one area: {path: (text, mode)}, with operation names
-    {path: name}; one command reads all their digests. Returns the operations."""
-    digests = host.get_fact(Digests, paths=list(specs))
+    {path: name}. Returns the operations."""
+    digests_now = digests(list(specs))
     return [
-        file(name=names[path], path=path, text=text, digest=digests.get(path), mode=mode)
+        file(name=names[path], path=path, text=text, digest=digests_now.get(path), mode=mode)
         for path, (text, mode) in specs.items()
     ]

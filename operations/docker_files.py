@@ -20,10 +20,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api import operation
 
-from . import content, drift, say
+from . import content, drift, hostpaths, say
 from .hostpaths import DockerHostPaths
 
 SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
@@ -101,10 +101,19 @@ def violations(paths: dict[str, Any]) -> list[tuple[PathRule, list[str]]]:
     return out
 
 
+def _paths(prepared: dict[str, Any] | None, earlier: list) -> dict[str, Any]:
+    """The paths as read while the host was prepared, while that is still true: when
+    checking only, or when no earlier operation of this run changed anything (they may
+    have written a file, restarted a socket); otherwise read them again now."""
+    if prepared is not None and (not state.is_executing or not any(op.did_change() for op in earlier)):
+        return prepared
+    return host.get_fact(DockerHostPaths)
+
+
 @operation()
-def permissions():
+def permissions(prepared: dict[str, Any] | None = None, earlier: list | None = None):
     """Every rule's path that exists: owner exact, mode no looser than allowed."""
-    paths = host.get_fact(DockerHostPaths)
+    paths = _paths(prepared, earlier or [])
     found = violations(paths)
     if not found:
         checked = sum(1 for r in rules_for(paths) if r.path in paths.get("stat", {}))
@@ -118,14 +127,15 @@ def permissions():
     yield " && ".join(c for _, cmds in found for c in cmds)
 
 
-def configure(cfg) -> list:
-    """CIS 3.x. Returns the operations whose change matters to later areas."""
+def configure(cfg, earlier: list) -> list:
+    """CIS 3.x (``earlier``: the operations of this run before this area). Returns the
+    operations whose change matters to later areas."""
     (socket,) = content.files(
         {SOCKET_DROPIN: (content.render("etc/systemd/system/docker.socket.d/dockguard.conf.j2"), "644")},
         {SOCKET_DROPIN: "CIS 3.15/3.16: docker.socket creates docker.sock root:docker 0660"},
     )
     reload_units(name="CIS 3.15/3.16: systemd reads the docker.socket drop-in", _if=socket.did_change)
-    perms = permissions(name=PERMISSIONS_OP)
+    perms = permissions(name=PERMISSIONS_OP, prepared=hostpaths.current(), earlier=[*earlier, socket])
     return [socket, perms]
 
 

@@ -161,11 +161,13 @@ class DockerdState(FactBase):
 
     def command(self) -> str:
         return (
-            "echo active=$(systemctl is-active docker.service 2>/dev/null); "
-            "echo enabled=$(systemctl is-enabled docker.service 2>/dev/null); "
-            "frag=$(systemctl show -p FragmentPath --value docker.service 2>/dev/null); "
+            # One systemctl for the unit's state, files and main process.
+            "unit=$(systemctl show -p ActiveState -p UnitFileState -p FragmentPath -p MainPID -p ExecStart "
+            "docker.service 2>/dev/null); "
+            'v() { echo "$unit" | sed -n "s/^$1=//p" | head -n1; }; '
+            "echo active=$(v ActiveState); echo enabled=$(v UnitFileState); frag=$(v FragmentPath); "
             '[ -n "$frag" ] && [ -f "$frag" ] && echo vendor_exec=$(grep -m1 "^ExecStart=." "$frag" | cut -d= -f2-); '
-            "echo exec=$(systemctl show -p ExecStart --value docker.service 2>/dev/null | head -n1); "
+            "echo exec=$(v ExecStart); "
             "[ -f /etc/default/docker ] && echo default_opts=$(. /etc/default/docker 2>/dev/null; echo $DOCKER_OPTS); "
             "[ -f /etc/sysconfig/docker ] && "
             "echo sysconfig_opts=$(. /etc/sysconfig/docker 2>/dev/null; echo $OPTIONS); "
@@ -173,10 +175,10 @@ class DockerdState(FactBase):
             f"[ -f {APPLIED} ] && echo applied_digest=$(cat {APPLIED}); "
             f"[ -f {KNOWN_GOOD}/manifest ] && echo known_good=yes; "
             "command -v dockerd >/dev/null 2>&1 && echo dockerd=$(command -v dockerd); "
-            "pid=$(systemctl show -p MainPID --value docker.service 2>/dev/null); "
+            "pid=$(v MainPID); "
             '[ "${pid:-0}" -gt 0 ] && awk \'/^Max (open files|processes)/ {print "limit_" $2 "=" $(NF-1)}\' '
             "/proc/$pid/limits 2>/dev/null; "
-            "if systemctl -q is-active docker.service; then "
+            'if [ "$(v ActiveState)" = active ]; then '
             "echo info=$(timeout 30 docker info --format '{{json .}}' 2>/dev/null); "
             "echo bridge=$(timeout 30 docker network inspect bridge --format '{{json .Options}}' 2>/dev/null); "
             "fi; true"
@@ -290,7 +292,7 @@ def apparmor_profile_missing(plat: dict[str, Any], cfg: dict[str, Any]) -> bool:
 
     return (
         platform.mac(plat, cfg) == "apparmor"
-        and plat["apparmor"]["aa_status"]
+        and plat["apparmor"]["profiles_readable"]
         and mac.apparmor_problem(plat) is None
         and "docker-default" not in plat["apparmor"]["profiles"]
     )

@@ -25,21 +25,41 @@ PATHS = (
 )  # fmt: skip
 
 
+def current() -> dict[str, Any]:
+    """This host's paths as read while it is prepared (once, for every area)."""
+    from pyinfra import host
+
+    if host.name not in _paths:
+        _paths[host.name] = host.get_fact(DockerHostPaths)
+    return _paths[host.name]
+
+
+def forget() -> None:
+    """Read the paths again on next use (Docker was installed in this run)."""
+    from pyinfra import host
+
+    _paths.pop(host.name, None)
+
+
+_paths: dict[str, dict[str, Any]] = {}
+
+
 class DockerHostPaths(FactBase):
     """{"bins": {name: path}, "units": {unit: path}, "stat": {path: {mode, user, group, type}},
     "certs": [paths under /etc/docker/certs.d]} for what exists on this host."""
 
     def command(self) -> str:
         return (
-            f'for b in {" ".join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && echo "bin $b $p"; done; '
-            f"for u in {' '.join(UNITS)}; do p=$(systemctl show -p FragmentPath --value $u 2>/dev/null); "
-            '[ -n "$p" ] && [ -e "$p" ] && echo "unit $u $p"; done; '
+            f'bins=$(for b in {" ".join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && echo "$b $p"; done); '
+            f"units=$(systemctl show -p Id -p FragmentPath {' '.join(UNITS)} 2>/dev/null | "
+            "awk -F= '/^Id=/ {id=$2} /^FragmentPath=./ {print id, $2}'); "
+            'echo "$bins" | while read b p; do [ -n "$p" ] && echo "bin $b $p"; done; '
+            'echo "$units" | while read u p; do [ -n "$p" ] && [ -e "$p" ] && echo "unit $u $p"; done; '
             "certs=$(find /etc/docker/certs.d -mindepth 1 2>/dev/null); "
             'for c in $certs; do echo "cert $c"; done; '
             "stat -L -c 'stat %a %U %G %F|%n' "
             f"{' '.join(PATHS)} $certs "
-            f"$(for u in {' '.join(UNITS)}; do systemctl show -p FragmentPath --value $u 2>/dev/null; done) "
-            f"$(for b in {' '.join(BINARIES)}; do command -v $b 2>/dev/null; done) 2>/dev/null; true"
+            "$(echo \"$units\" | cut -d' ' -f2) $(echo \"$bins\" | cut -d' ' -f2) 2>/dev/null; true"
         )
 
     @staticmethod

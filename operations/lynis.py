@@ -145,10 +145,11 @@ def reports_path(cfg: dict[str, Any]) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
-def configure_before(cfg: dict[str, Any]) -> None:
-    """First in deploy.py: the baseline audit of a host that has no report yet."""
+def configure_before(cfg: dict[str, Any]) -> list:
+    """First in deploy.py: the baseline audit of a host that has no report yet.
+    Returns the operation that writes dockguard's Lynis profile (if Lynis is on)."""
     if not cfg["lynis_enabled"]:
-        return
+        return []
     live = host.get_fact(LynisReport)
     packages.installed(
         name="CIS 1.2.1: Lynis installed",
@@ -166,6 +167,7 @@ def configure_before(cfg: dict[str, Any]) -> None:
     no_report = index_of(live["report"]) is None
     baseline(name="CIS 1.2.1: Lynis baseline before hardening", _if=lambda: no_report)
     _state[host.name] = {"profile": profile, "no_report": no_report}
+    return [profile]
 
 
 _state: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,6 @@ unsupported distribution, or a missing Docker it may not or cannot install.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -63,10 +62,12 @@ class HostPlatform(FactBase):
             f"rpm -q --qf 'package=%{{NAME}}\\n' {names} 2>/dev/null | grep '^package='; fi; "
             'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
             'echo "cmdline=$(cat /proc/cmdline 2>/dev/null)"; '
-            # AppArmor: the kernel's switch, the tools, the loaded profiles (aa-status --json), our file.
+            # AppArmor: the kernel's switch, the tools, the loaded profiles (as aa-status reads them,
+            # from securityfs, without starting aa-status's Python), our file.
             "echo aa_kernel=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent); "
             "command -v apparmor_parser >/dev/null 2>&1 && echo aa_parser=yes; "
-            "command -v aa-status >/dev/null 2>&1 && echo aa_status=$(aa-status --json 2>/dev/null | head -c 100000); "
+            "[ -r /sys/kernel/security/apparmor/profiles ] && echo aa_profiles=readable && "
+            "sed 's/^/aa_profile=/' /sys/kernel/security/apparmor/profiles; "
             f"[ -f {APPARMOR_PROFILE_FILE} ] && "
             f"echo aa_file=$(sha256sum < {APPARMOR_PROFILE_FILE} | cut -d' ' -f1); "
             # SELinux: the running mode and the configured one.
@@ -82,6 +83,7 @@ class HostPlatform(FactBase):
     def process(self, output: list[str]) -> dict[str, Any]:
         raw: dict[str, str] = {}
         installed: list[str] = []
+        profiles: dict[str, str] = {}
         for line in output:
             key, sep, value = line.partition("=")
             if not sep:
@@ -90,6 +92,9 @@ class HostPlatform(FactBase):
                 continue
             if key == "package":
                 installed.append(value)
+            elif key == "aa_profile":  # "NAME (MODE)"
+                name, _, mode = value.rpartition(" (")
+                profiles[name] = mode.rstrip(")")
             else:
                 raw[key] = value
         os_id = raw.get("id", "").strip().lower()
@@ -97,12 +102,6 @@ class HostPlatform(FactBase):
         if family is None:
             like = raw.get("like", "").split()
             family = "debian" if "debian" in like else "rhel" if ("rhel" in like or "fedora" in like) else None
-        profiles: dict[str, str] = {}
-        if raw.get("aa_status"):
-            try:
-                profiles = json.loads(raw["aa_status"]).get("profiles") or {}
-            except json.JSONDecodeError as e:
-                raise FactProcessError(f"aa-status --json printed invalid JSON: {e}") from e
         container = raw.get("container", "none")
         return {
             "id": os_id,
@@ -118,7 +117,7 @@ class HostPlatform(FactBase):
                 # Y: enabled; N: built in but off; absent: not in this kernel.
                 "kernel": raw.get("aa_kernel", "absent"),
                 "parser": raw.get("aa_parser") == "yes",
-                "aa_status": bool(raw.get("aa_status")),
+                "profiles_readable": raw.get("aa_profiles") == "readable",
                 "profiles": profiles,
                 "file_digest": raw.get("aa_file") or None,
             },

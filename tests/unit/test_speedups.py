@@ -1,0 +1,36 @@
+"""operations/speedups.py gives pyinfra the same operation order as pyinfra's own code."""
+
+from types import SimpleNamespace
+
+from operations import speedups
+
+
+def _nested(state, depth, out):
+    if depth:
+        return _nested(state, depth - 1, out)
+    # Both called from this very frame and line, as pyinfra's operation wrapper calls its function.
+    out += [speedups._original(state), speedups.get_operation_order_from_stack(state)]
+    return out
+
+
+def _multi_line_call(state, out):
+    return _nested(
+        state,
+        2,
+        out,
+    )
+
+
+def test_same_line_numbers_as_pyinfra(monkeypatch):
+    for is_cli in (False, True):
+        monkeypatch.setattr(speedups.pyinfra, "is_cli", is_cli)
+        for deploy_file in (None, __file__):
+            state = SimpleNamespace(current_deploy_filename=deploy_file, current_op_file_number=7)
+            original, fast = _multi_line_call(state, [])
+            assert fast == original
+            assert len(fast) > 3
+
+
+def test_installed_where_pyinfra_calls_it():
+    speedups.install()
+    assert speedups._operation.get_operation_order_from_stack is speedups.get_operation_order_from_stack
