@@ -73,7 +73,9 @@ class HostPlatform(FactBase):
             # SELinux: the running mode and the configured one.
             "command -v getenforce >/dev/null 2>&1 && echo se_mode=$(getenforce 2>/dev/null); "
             "[ -f /etc/selinux/config ] && echo se_config=$(sed -n 's/^SELINUX=//p' /etc/selinux/config); "
-            "[ -e /.autorelabel ] && echo se_relabel=yes; true"
+            "[ -e /.autorelabel ] && echo se_relabel=yes; "
+            # The policy module that defines container types (container-selinux on the RHEL family).
+            "ls -d /var/lib/selinux/*/active/modules/*/container >/dev/null 2>&1 && echo se_container=yes; true"
         )
 
     @staticmethod
@@ -125,6 +127,7 @@ class HostPlatform(FactBase):
                 "mode": (raw.get("se_mode") or "").lower() or None,
                 "config": (raw.get("se_config") or "").lower() or None,
                 "relabel_pending": raw.get("se_relabel") == "yes",
+                "container_policy": raw.get("se_container") == "yes",
             },
         }
 
@@ -178,6 +181,12 @@ def problems(plat: dict[str, Any], cfg: dict[str, Any], dockerd_present: bool) -
     choice = mac(plat, cfg)
     if cfg["dockguard_mac"] == "selinux" and plat.get("family") == "debian" and not plat["selinux"]["mode"]:
         out.append("dockguard_mac: 'selinux' but SELinux is not installed on this host (getenforce not found)")
+    elif choice == "selinux" and plat.get("pkg") == "apt" and not plat["selinux"].get("container_policy"):
+        out.append(
+            "dockguard_mac: 'selinux': this host's SELinux policy has no container module (container_t, "
+            "container_file_t; Debian's and Ubuntu's policies do not ship one, RHEL's container-selinux does): "
+            "with selinux-enabled dockerd could not start any container; use AppArmor here or dockguard_mac: 'off'"
+        )
     if choice == "apparmor" and plat.get("family") == "rhel":
         out.append("dockguard_mac: 'apparmor' is not available on the RHEL family (SELinux is its MAC system)")
     return out

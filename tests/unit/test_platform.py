@@ -183,3 +183,14 @@ def test_file_rules_and_audit_watches_follow_the_distribution_paths():
     assert "/lib/systemd/system/docker.service" in debian
     assert "/usr/bin/dockerd" in audit.watched_paths(paths("rhel_docker_ce.json"))
     assert "/usr/sbin/dockerd" in audit.watched_paths(paths("debian_docker_io.json"))
+
+
+def test_selinux_without_a_container_policy_is_refused_on_debian():
+    p = plat("debian12_selinux_vm")  # the lab's vm2: Debian's own SELinux policy
+    assert p["selinux"]["mode"] in ("enforcing", "permissive") and not p["selinux"]["container_policy"]
+    assert platform.problems(p, cfg(dockguard_mac="selinux"), True) == [
+        "dockguard_mac: 'selinux': this host's SELinux policy has no container module (container_t, "
+        "container_file_t; Debian's and Ubuntu's policies do not ship one, RHEL's container-selinux does): with "
+        "selinux-enabled dockerd could not start any container; use AppArmor here or dockguard_mac: 'off'"
+    ]
+    assert platform.problems(plat("rocky9_enforcing"), cfg(), True) == []  # container-selinux is there
