@@ -48,3 +48,28 @@ def checked() -> None:
     if directory:
         with open(os.path.join(directory, f"{host.name}.json"), "w") as f:
             json.dump({"host": host.name, "notes": _drift.get(host.name, [])}, f)
+
+
+class PerHost:
+    """A fact read once per host and run, on first use (or handed in by the preflight),
+    then kept for every area of that host; ``forget`` makes the next use read it again
+    (Docker was installed in this run)."""
+
+    def __init__(self, fact) -> None:
+        self.fact = fact
+        self.values: dict[str, dict] = {}
+
+    def set(self, name: str, value: dict) -> None:
+        self.values[name] = value
+
+    def get(self) -> dict:
+        from pyinfra import host
+
+        if host.name not in self.values:
+            self.values[host.name] = host.get_fact(self.fact)
+        return self.values[host.name]
+
+    def forget(self) -> None:
+        from pyinfra import host
+
+        self.values.pop(host.name, None)

@@ -22,7 +22,7 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
 from pyinfra.context import ctx_host
 
-from . import content, drift, platform, settings, tls, userns
+from . import PerHost, content, drift, platform, settings, tls, userns
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
@@ -352,7 +352,7 @@ def preflight_problems(live: dict[str, Any], cfg: dict[str, Any], plat: dict[str
 
 # DockerdState of every host, read once by the preflight before any host is
 # prepared (nothing has changed yet, so it is still what configure() needs).
-_live: dict[str, dict[str, Any]] = {}
+_live = PerHost(DockerdState)
 
 
 def _read_state(h) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -370,10 +370,11 @@ def preflight(hosts: list) -> None:
     for h, g in sorted(greenlets.items(), key=lambda kv: kv[0].name):
         if g.exception is not None:
             raise g.exception
-        _live[h.name], plat = g.value
+        live, plat = g.value
+        _live.set(h.name, live)
         platform.remember(h.name, plat)
         cfg = settings.resolve(h.data.dict())
-        lines += [f"  {h.name}: {p}" for p in preflight_problems(_live[h.name], cfg, plat)]
+        lines += [f"  {h.name}: {p}" for p in preflight_problems(live, cfg, plat)]
         if cfg["docker_tcp_listen"]:
             listening.append(cfg)
     if lines:
@@ -382,16 +383,8 @@ def preflight(hosts: list) -> None:
         tls.ensure_ca(tls.pki_dir(listening[0]))
 
 
-def live_state() -> dict[str, Any]:
-    """This host's DockerdState as the preflight read it."""
-    if host.name not in _live:
-        _live[host.name] = host.get_fact(DockerdState)
-    return _live[host.name]
-
-
-def forget() -> None:
-    """Read this host's state again on next use (Docker was installed in this run)."""
-    _live.pop(host.name, None)
+live_state = _live.get  # this host's DockerdState as the preflight read it
+forget = _live.forget
 
 
 # --------------------------------------------------------------------------- operations

@@ -11,6 +11,8 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from . import PerHost
+
 BINARIES = ("docker", "dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1",
             "containerd-shim-runc-v2", "runc")  # fmt: skip
 UNITS = ("docker.service", "docker.socket", "containerd.service")
@@ -23,25 +25,6 @@ PATHS = (
     "/etc/systemd/system/docker.socket.d/dockguard.conf", "/etc/audit/rules.d/dockguard-docker.rules",
     "/etc/apparmor.d/dockguard-default", "/etc/lynis/dockguard.prf",
 )  # fmt: skip
-
-
-def current() -> dict[str, Any]:
-    """This host's paths as read while it is prepared (once, for every area)."""
-    from pyinfra import host
-
-    if host.name not in _paths:
-        _paths[host.name] = host.get_fact(DockerHostPaths)
-    return _paths[host.name]
-
-
-def forget() -> None:
-    """Read the paths again on next use (Docker was installed in this run)."""
-    from pyinfra import host
-
-    _paths.pop(host.name, None)
-
-
-_paths: dict[str, dict[str, Any]] = {}
 
 
 class DockerHostPaths(FactBase):
@@ -85,3 +68,8 @@ class DockerHostPaths(FactBase):
             elif line.strip():
                 raise FactProcessError(f"unexpected output: {line!r}")
         return out
+
+
+_cache = PerHost(DockerHostPaths)
+current = _cache.get  # this host's paths as read while it is prepared (once, for every area)
+forget = _cache.forget

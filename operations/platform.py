@@ -19,6 +19,8 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from . import PerHost
+
 # Distributions dockguard supports: os-release ID -> (family, supported VERSION_ID major versions).
 SUPPORTED = {
     "debian": ("debian", ("12",)),
@@ -193,24 +195,7 @@ def problems(plat: dict[str, Any], cfg: dict[str, Any], dockerd_present: bool) -
 
 
 # HostPlatform of every host, read by the preflight before any host is prepared.
-_facts: dict[str, dict[str, Any]] = {}
-
-
-def remember(name: str, plat: dict[str, Any]) -> None:
-    _facts[name] = plat
-
-
-def current() -> dict[str, Any]:
-    """This host's HostPlatform (as the preflight read it, or read now)."""
-    from pyinfra import host
-
-    if host.name not in _facts:
-        _facts[host.name] = host.get_fact(HostPlatform)
-    return _facts[host.name]
-
-
-def forget() -> None:
-    """Read this host's platform again on next use (packages were installed in this run)."""
-    from pyinfra import host
-
-    _facts.pop(host.name, None)
+_cache = PerHost(HostPlatform)
+remember = _cache.set
+current = _cache.get  # this host's HostPlatform (as the preflight read it, or read now)
+forget = _cache.forget
