@@ -152,10 +152,6 @@ def mac(plat: dict[str, Any], cfg: dict[str, Any]) -> str | None:
     return {"debian": "apparmor", "rhel": "selinux"}.get(plat.get("family") or "")
 
 
-def docker_installed(plat: dict[str, Any]) -> bool:
-    return any(p in plat.get("packages", ()) for p in ("docker.io", "docker-ce", "moby-engine"))
-
-
 def docker_packages(plat: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, ...] | None:
     """The packages that install Docker from the configured source here (None: not available)."""
     return DOCKER_PACKAGES.get((cfg["docker_source"], plat.get("family") or ""))
