@@ -78,7 +78,7 @@ def file(path: str, text: str, digest: str | None, mode: str = "644"):
 MANAGED = (
     "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/dockguard.conf",
     "/etc/docker/seccomp/dockguard.json", "/etc/systemd/system/docker.socket.d/dockguard.conf",
-    "/etc/audit/rules.d/dockguard-docker.rules", "/etc/lynis/dockguard.prf",
+    "/etc/audit/rules.d/dockguard-docker.rules", "/etc/lynis/dockguard.prf", "/etc/apparmor.d/dockguard-default",
 )  # fmt: skip
 _digests: dict[str, dict[str, str | None]] = {}
 

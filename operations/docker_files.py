@@ -122,8 +122,9 @@ def permissions(prepared: dict[str, Any] | None = None, earlier: list | None = N
     for rule, _ in found:
         have = paths["stat"][rule.path]
         wants = f"{rule.user}:{rule.group} {rule.max_mode}" + ("" if rule.exact else " or stricter")
-        say(f"CIS {rule.cis}: {rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}")
-        drift(rule.cis, f"{rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}", PERMISSIONS_OP)
+        found_here = f"{rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}"
+        say(f"CIS {rule.cis}: {found_here}")
+        drift(rule.cis, found_here, PERMISSIONS_OP)
     yield " && ".join(c for _, cmds in found for c in cmds)
 
 

@@ -84,9 +84,7 @@ def apparmor(cfg: dict[str, Any], plat: dict[str, Any]) -> list:
         dnf="",
     )
     text = content.render("etc/apparmor.d/dockguard-default.j2", name=PROFILE)
-    profile = content.file(
-        name=PROFILE_OP, path=PROFILE_FILE, text=text, digest=plat["apparmor"]["file_digest"], mode="644"
-    )
+    (profile,) = content.files({PROFILE_FILE: (text, "644")}, {PROFILE_FILE: PROFILE_OP})
     problem = apparmor_problem(plat)
     if problem:
         if plat.get("container"):

@@ -65,13 +65,11 @@ class HostPlatform(FactBase):
             'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
             'echo "cmdline=$(cat /proc/cmdline 2>/dev/null)"; '
             # AppArmor: the kernel's switch, the tools, the loaded profiles (as aa-status reads them,
-            # from securityfs, without starting aa-status's Python), our file.
+            # from securityfs, without starting aa-status's Python).
             "echo aa_kernel=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent); "
             "command -v apparmor_parser >/dev/null 2>&1 && echo aa_parser=yes; "
             "[ -r /sys/kernel/security/apparmor/profiles ] && echo aa_profiles=readable && "
             "sed 's/^/aa_profile=/' /sys/kernel/security/apparmor/profiles; "
-            f"[ -f {APPARMOR_PROFILE_FILE} ] && "
-            f"echo aa_file=$(sha256sum < {APPARMOR_PROFILE_FILE} | cut -d' ' -f1); "
             # SELinux: the running mode and the configured one.
             "command -v getenforce >/dev/null 2>&1 && echo se_mode=$(getenforce 2>/dev/null); "
             "[ -f /etc/selinux/config ] && echo se_config=$(sed -n 's/^SELINUX=//p' /etc/selinux/config); "
@@ -123,7 +121,6 @@ class HostPlatform(FactBase):
                 "parser": raw.get("aa_parser") == "yes",
                 "profiles_readable": raw.get("aa_profiles") == "readable",
                 "profiles": profiles,
-                "file_digest": raw.get("aa_file") or None,
             },
             "selinux": {
                 "mode": (raw.get("se_mode") or "").lower() or None,
