@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
+import json
+import posixpath
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -53,6 +55,9 @@ class Setting:
             return f"expected {want}, got {_type_name(type(value))} {value!r}"
         if value is None:
             return None
+        bad = _bad_text(value)
+        if bad:
+            return bad
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
         if self.check:
@@ -100,10 +105,13 @@ def _listen(value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         return f"must be ADDRESS:PORT such as '0.0.0.0:2376', got {value!r}"
+    bracketed = host.startswith("[") and host.endswith("]")
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
     except ValueError:
         return f"must be an IP address and a port such as '0.0.0.0:2376', got {value!r}"
+    if (address.version == 6) != bracketed:
+        return f"an IPv6 address goes in brackets ('[::]:2376'), an IPv4 address does not, got {value!r}"
     return None
 
 
@@ -122,37 +130,226 @@ def _ulimits(value: dict) -> str | None:
 
 
 def _userns(value: str) -> str | None:
-    if not re.match(r"^[a-z_][a-z0-9_-]*(:[a-z_][a-z0-9_-]*)?$", value):
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}(:[a-z_][a-z0-9_-]{0,31})?$", value):
         return f"must be 'default' or USER[:GROUP], got {value!r}"
+    if "root" in value.split(":") or value in ("0", "0:0"):
+        return (
+            f"{value!r} maps the containers' root to the host's root, which is no remapping at all (CIS 2.9); "
+            "use 'default' or an unprivileged user"
+        )
     return None
 
 
 def _seccomp(value: str) -> str | None:
     if value != "dockguard" and not value.startswith("/"):
         return f"must be 'dockguard' (the shipped profile) or an absolute path on the host, got {value!r}"
-    return None
+    return _host_path(value) if value != "dockguard" else None
 
 
 def _cgroup_parent(value: str) -> str | None:
     if not re.match(r"^[A-Za-z0-9_./-]+$", value):
         return f"must be a cgroup path or a systemd slice, got {value!r}"
+    if ".." in value.split("/"):
+        return f"must not climb out of the cgroup tree with '..', got {value!r}"
     return None
 
 
 def _extra(value: dict) -> str | None:
+    bad_key = next((k for k in value if not isinstance(k, str)), None)
+    if bad_key is not None:
+        return f"keys must be strings (daemon.json is JSON), got {bad_key!r}"
+    unserialisable = _json_problem(value)
+    if unserialisable:
+        return unserialisable
     managed = sorted(set(value) & MANAGED_KEYS)
     if managed:
         return f"{', '.join(managed)} {'is' if len(managed) == 1 else 'are'} managed by dockguard settings; set those"
     if "hosts" in value:
         return "'hosts' conflicts with the -H flags of docker.service; use docker_tcp_listen"
+    tls_keys = sorted(k for k in value if k.lower().startswith("tls"))
+    if tls_keys:
+        return f"{', '.join(tls_keys)}: TLS of the daemon socket is set by docker_tcp_listen and the dockguard CA"
     opts = value.get("storage-opts") or []
-    if any(isinstance(o, str) and o.startswith("dm.basesize") for o in opts):
+    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
+        return f"storage-opts must be a list of strings, got {opts!r}"
+    if any(o.strip().lower().startswith("dm.basesize") for o in opts):
         return "dm.basesize changes the base device size (CIS 2.11)"
     return None
 
 
-def _pki_dir(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
+# --------------------------------------------------------------------------- stricter values (issue 12)
+# Every string a setting carries, wherever it ends up (daemon.json, a unit, a command line, a
+# certificate), is checked for what it is: an address, a CIDR, a DNS name, a path, a user name.
+
+CA_DAYS = 3650  # the dockguard CA's validity (operations/tls.py): no certificate it signs can outlive it
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# daemon.json keys that change who or what runs as root, or who reaches the daemon: refused in
+# docker_daemon_extra unless named in docker_daemon_extra_trust (a separate, explicit opt-in).
+TRUST_KEYS = ("containerd", "data-root", "default-runtime", "exec-root", "group", "init-path", "runtimes")
+
+
+def _bad_text(value: Any, where: str = "") -> str | None:
+    """Control characters (a trailing newline too) or spaces around a string, anywhere in a value."""
+    if isinstance(value, str):
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{where}must not contain control characters (a newline, a tab), got {value!r}"
+        if value != value.strip():
+            return f"{where}must not start or end with spaces, got {value!r}"
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            bad = _bad_text(k, where) or _bad_text(v, where)
+            if bad:
+                return bad
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            bad = _bad_text(v, where)
+            if bad:
+                return bad
+    return None
+
+
+def _json_problem(value: Any) -> str | None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        return f"must be plain JSON data (strings, numbers, booleans, lists, mappings) for daemon.json: {e}"
+    return None
+
+
+def dns_name(value: str) -> bool:
+    """A host name (RFC 1123): dot-separated labels, no wildcard, no spaces, at most 253 characters."""
+    name = value[:-1] if value.endswith(".") else value
+    return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
+
+
+def _ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _tls_sans(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if not (_ip(v) or dns_name(v)):
+            return f"{v!r} is not a DNS name or an IP address (no wildcards, spaces or URLs in a certificate)"
+    return None
+
+
+def _registries(value: list) -> str | None:
+    """HOST[:PORT] (a DNS name or an address) or a CIDR no wider than /24 (IPv4) or /120 (IPv6)."""
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if "/" in v:
+            try:
+                net = ipaddress.ip_network(v, strict=True)
+            except ValueError:
+                return f"{v!r} is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'"
+            widest = 24 if net.version == 4 else 120
+            if net.prefixlen < widest:
+                return (
+                    f"{v!r} would skip TLS verification for {net.num_addresses} addresses (CIS 2.5); "
+                    f"name the registries, or a CIDR of at most /{widest}"
+                )
+            continue
+        host, _, port = v.rpartition(":") if re.search(r":[0-9]+$", v) else (v, "", "")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if port and not 0 < int(port) < 65536:
+            return f"{v!r}: port {port} is out of range"
+        if not (_ip(host) or dns_name(host)):
+            return f"{v!r} is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'"
+    return None
+
+
+def _tls_days(value: int) -> str | None:
+    if value < 1:
+        return f"must be at least 1, got {value}"
+    if value > CA_DAYS:
+        return f"{value} days is beyond the life of the dockguard CA ({CA_DAYS} days)"
+    return None
+
+
+def _host_path(value: str) -> str | None:
+    if not value.startswith("/") or posixpath.normpath(value) != value or "//" in value:
+        return f"must be a normalised absolute path (no '..', '.' or '//'), got {value!r}"
+    return None
+
+
+def _operator_dir(value: str) -> str | None:
+    """A directory on the operator's machine: absolute, or under the running user's home (~/)."""
+    if not value.strip():
+        return "must not be empty"
+    if value.startswith("~") and not value.startswith("~/"):
+        return f"must be absolute or under your own home ('~/...'), not another user's ({value!r})"
+    return None
+
+
+def _pki(value: str) -> str | None:
+    bad = _operator_dir(value)
+    if bad:
+        return bad
+    if not value.startswith(("/", "~/")):
+        return f"must be absolute or under '~/': a relative CA directory depends on where a run starts, got {value!r}"
+    return None
+
+
+def _user_names(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if not _USER.match(v):
+            return f"{v!r} is not a user name (lower-case letters, digits, '_' and '-', at most 32)"
+    return None
+
+
+def _plugin_names(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*(:[A-Za-z0-9_.-]+)?$", v):
+            return f"{v!r} is not a plugin name (NAME, or REPOSITORY/NAME:TAG)"
+    return None
+
+
+def _log_opts(value: dict) -> str | None:
+    bad = _string_map(value)
+    if bad:
+        return bad
+    managed = sorted(set(value) & {"max-size", "max-file"})
+    if managed:
+        return f"{', '.join(managed)}: set by docker_log_max_size and docker_log_max_file"
+    return None
+
+
+def _trust_keys(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    unknown = [v for v in value if v not in TRUST_KEYS]
+    if unknown:
+        return f"{unknown[0]!r} is not a key that needs this opt-in (those are: {', '.join(TRUST_KEYS)})"
+    return None
+
+
+def _storage(value: str) -> str | None:
+    bad = _storage_driver(value)
+    if bad:
+        return bad
+    if value not in STORAGE_DRIVERS:
+        return f"must be one of {', '.join(STORAGE_DRIVERS)} (or None: dockerd chooses), got {value!r}"
+    return None
+
+
+STORAGE_DRIVERS = ("overlay2", "fuse-overlayfs", "btrfs", "zfs", "vfs")
 
 
 # --------------------------------------------------------------------------- schema
@@ -177,12 +374,13 @@ SCHEMA: dict[str, Setting] = {
         ),
         Setting(
             "docker_insecure_registries", list, [], "2.5",
-            "Registries reached without TLS verification (CIS: none).", check=_strings,
+            "Registries reached without TLS verification (CIS: none): HOST[:PORT], or a CIDR of at most "
+            "/24 (IPv4) or /120 (IPv6).", check=_registries,
         ),
         Setting(
             "docker_storage_driver", (str, NoneType), None, "2.6",
             "Storage driver; None lets dockerd choose (overlay2). aufs is refused.",
-            breaks="changing it hides existing images and containers", check=_storage_driver,
+            breaks="changing it hides existing images and containers", check=_storage,
         ),
         Setting(
             "docker_tcp_listen", (str, NoneType), None, "2.7",
@@ -197,11 +395,12 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "docker_tls_san", list, [], "2.7",
             "More names or addresses for a host's server certificate (its inventory name, "
-            "ssh_hostname, localhost and 127.0.0.1 are always in it).", check=_strings,
+            "ssh_hostname, localhost and 127.0.0.1 are always in it): DNS names or addresses, no wildcards.",
+            check=_tls_sans,
         ),
         Setting(
             "docker_tls_days", int, 365, "2.7",
-            "Validity of a host's server certificate, in days.", check=_positive,
+            "Validity of a host's server certificate, in days (at most the CA's 3650).", check=_tls_days,
         ),
         Setting(
             "docker_tls_renew_days", int, 30, "2.7",
@@ -210,8 +409,9 @@ SCHEMA: dict[str, Setting] = {
         ),
         Setting(
             "dockguard_pki_dir", str, "~/.dockguard/pki", "2.7",
-            "The CA on the operator's machine (mode 0700, never uploaded), with the operator's client "
-            "certificate. The same for every host of a run.", check=_pki_dir,
+            "The CA on the operator's machine (mode 0700, never uploaded): the CA in ca/, the operator's "
+            "client credentials in client/ (DOCKER_CERT_PATH). Absolute or under ~/; the same for every host "
+            "of a run.", check=_pki,
         ),
         Setting(
             "docker_default_ulimits", dict,
@@ -240,7 +440,7 @@ SCHEMA: dict[str, Setting] = {
             "docker_authorization_plugins", list, [], "2.12",
             "Authorization plugins that vet every client command (must be installed on the host).",
             breaks="engines older than 23.0.15/25.0.6/26.1.5/27.1.1 have an authz bypass (CVE-2024-41110)",
-            check=_strings,
+            check=_plugin_names,
         ),
         Setting(
             "docker_log_driver", str, "json-file", "2.13",
@@ -258,7 +458,7 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "docker_log_opts", dict, {}, "2.13",
             "More log-opts for the driver, e.g. {'syslog-address': 'udp://logs:514'} (strings).",
-            check=_string_map,
+            check=_log_opts,
         ),
         Setting(
             "docker_no_new_privileges", bool, True, "2.14",
@@ -289,7 +489,7 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "docker_group_members", list, [], "1.1.2",
             "Users allowed in the docker group (root-equivalent). Every other member is reported.",
-            check=_strings,
+            check=_user_names,
         ),
         Setting(
             "docker_group_enforce", bool, False, "1.1.2",
@@ -309,7 +509,7 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "lynis_reports_dir", str, "reports/lynis", "1.2.1",
             "Where each host's Lynis report is saved on the operator's machine (relative to the "
-            "project directory, or absolute).", check=_pki_dir,
+            "project directory, or absolute).", check=_operator_dir,
         ),
         Setting(
             "docker_install", bool, False, "-",
@@ -340,7 +540,15 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "docker_daemon_extra", dict, {}, "-",
             "More daemon.json keys that dockguard does not model; dockerd validates them and a "
-            "rejected key is rolled back. Keys dockguard manages are refused here.", check=_extra,
+            "rejected key is rolled back. Keys dockguard manages are refused here, and so are keys that "
+            "change the trust boundary (runtimes, default-runtime, ...) unless docker_daemon_extra_trust "
+            "names them.", check=_extra,
+        ),
+        Setting(
+            "docker_daemon_extra_trust", list, [], "-",
+            "The docker_daemon_extra keys that may change the trust boundary (an explicit opt-in): any of "
+            + ", ".join(TRUST_KEYS) + ".",
+            breaks="a runtime or init binary named there runs as root for every container", check=_trust_keys,
         ),
     ]
 }  # fmt: skip
@@ -383,12 +591,24 @@ def _combination_problems(cfg: dict[str, Any]) -> list[str]:
             "client certificates: anyone who reaches the port is root on the host (CIS 2.7); "
             "set docker_tls_verify: True"
         )
+    out += _trust_problems(cfg)
     if cfg["docker_tls_renew_days"] >= cfg["docker_tls_days"]:
         out.append(
             f"docker_tls_renew_days: {cfg['docker_tls_renew_days']} is not below docker_tls_days "
             f"{cfg['docker_tls_days']}: every run would renew the certificate"
         )
     return out
+
+
+def _trust_problems(cfg: dict[str, Any]) -> list[str]:
+    """docker_daemon_extra keys that change the trust boundary, without the named opt-in."""
+    wanted = sorted(set(cfg["docker_daemon_extra"]) & set(TRUST_KEYS) - set(cfg["docker_daemon_extra_trust"]))
+    if not wanted:
+        return []
+    return [
+        f"docker_daemon_extra: {', '.join(wanted)} would change what runs as root or who reaches the daemon; "
+        f"allow it explicitly with docker_daemon_extra_trust: {wanted!r}"
+    ]
 
 
 def resolve(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,8 @@ docker_seccomp_profile = None
 docker_experimental = False
 # daemon.json keys dockguard does not model (dockerd validates them; rejected ones roll back)
 docker_daemon_extra = {}
+# keys of docker_daemon_extra that change the trust boundary (runtimes, ...): an explicit opt-in
+docker_daemon_extra_trust = []
 # CIS 1.1.2: who may be in the docker group; others are reported (removed with enforce)
 docker_group_members = []
 docker_group_enforce = False

@@ -276,6 +276,7 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "docker_source": "which packages install Docker (platform, packages)",
         "dockguard_mac": "CIS 5.1/5.2 (mac), and selinux-enabled in daemon.json",
         "dockguard_allow_reboot": "CIS 5.2 (mac)",
+        "docker_daemon_extra_trust": "an opt-in for docker_daemon_extra keys, checked by the schema (settings)",
     }
     rendered = {
         "docker_icc", "docker_log_level", "docker_iptables", "docker_insecure_registries",

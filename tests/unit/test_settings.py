@@ -174,3 +174,220 @@ def test_resolve_overlays_host_data_on_defaults():
     assert cfg["docker_icc"] is True
     assert cfg["docker_live_restore"] is True
     assert "ssh_port" not in cfg
+
+
+# Issue 12: values that are unsafe or meaningless, each refused with the setting and the reason.
+REFUSALS = [
+    (
+        {"docker_insecure_registries": ["0.0.0.0/0"]},
+        "docker_insecure_registries: '0.0.0.0/0' would skip TLS verification for 4294967296 addresses (CIS 2.5); "
+        "name the registries, or a CIDR of at most /24",
+    ),
+    (
+        {"docker_insecure_registries": ["10.0.0.0/8"]},
+        "docker_insecure_registries: '10.0.0.0/8' would skip TLS verification for 16777216 addresses (CIS 2.5); "
+        "name the registries, or a CIDR of at most /24",
+    ),
+    (
+        {"docker_insecure_registries": ["::/0"]},
+        "docker_insecure_registries: '::/0' would skip TLS verification for "
+        "340282366920938463463374607431768211456 addresses (CIS 2.5); name the registries, or a CIDR of at most /120",
+    ),
+    (
+        {"docker_insecure_registries": ["10.1.2.3/24"]},
+        "docker_insecure_registries: '10.1.2.3/24' is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'",
+    ),
+    (
+        {"docker_insecure_registries": ["http://reg:5000"]},
+        "docker_insecure_registries: 'http://reg:5000' is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'",
+    ),
+    (
+        {"docker_insecure_registries": ["*"]},
+        "docker_insecure_registries: '*' is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'",
+    ),
+    (
+        {"docker_insecure_registries": ["reg:99999"]},
+        "docker_insecure_registries: 'reg:99999': port 99999 is out of range",
+    ),
+    (
+        {"docker_tls_san": ["*"]},
+        "docker_tls_san: '*' is not a DNS name or an IP address (no wildcards, spaces or URLs in a certificate)",
+    ),
+    (
+        {"docker_tls_san": ["a b"]},
+        "docker_tls_san: 'a b' is not a DNS name or an IP address (no wildcards, spaces or URLs in a certificate)",
+    ),
+    (
+        {"docker_tls_san": ["*.example.com"]},
+        "docker_tls_san: '*.example.com' is not a DNS name or an IP address (no wildcards, spaces or URLs in a "
+        "certificate)",
+    ),
+    (
+        {"docker_tls_san": ["-bad.example"]},
+        "docker_tls_san: '-bad.example' is not a DNS name or an IP address (no wildcards, spaces or URLs in a "
+        "certificate)",
+    ),
+    ({"docker_tls_san": [""]}, "docker_tls_san: must be a list of non-empty strings, got '' in it"),
+    (
+        {"docker_tls_days": 4000, "docker_tls_renew_days": 30},
+        "docker_tls_days: 4000 days is beyond the life of the dockguard CA (3650 days)",
+    ),
+    ({"docker_tls_days": 0}, "docker_tls_days: must be at least 1, got 0"),
+    (
+        {"docker_userns_remap": "root"},
+        "docker_userns_remap: 'root' maps the containers' root to the host's root, which is no remapping at all "
+        "(CIS 2.9); use 'default' or an unprivileged user",
+    ),
+    (
+        {"docker_userns_remap": "dockremap:root"},
+        "docker_userns_remap: 'dockremap:root' maps the containers' root to the host's root, which is no remapping "
+        "at all (CIS 2.9); use 'default' or an unprivileged user",
+    ),
+    (
+        {"docker_userns_remap": "default\n"},
+        "docker_userns_remap: must not contain control characters (a newline, a tab), got 'default\\n'",
+    ),
+    (
+        {"docker_log_level": "info\n"},
+        "docker_log_level: must not contain control characters (a newline, a tab), got 'info\\n'",
+    ),
+    (
+        {"docker_log_max_size": " 10m"},
+        "docker_log_max_size: must not start or end with spaces, got ' 10m'",
+    ),
+    (
+        {"docker_log_opts": {"tag": "a\nb"}},
+        "docker_log_opts: must not contain control characters (a newline, a tab), got 'a\\nb'",
+    ),
+    (
+        {"docker_log_opts": {"max-size": "1g"}},
+        "docker_log_opts: max-size: set by docker_log_max_size and docker_log_max_file",
+    ),
+    (
+        {"docker_daemon_extra": {"runtimes": {"evil": {"path": "/tmp/x"}}}},
+        "docker_daemon_extra: runtimes would change what runs as root or who reaches the daemon; "
+        "allow it explicitly with docker_daemon_extra_trust: ['runtimes']",
+    ),
+    (
+        {"docker_daemon_extra": {"default-runtime": "evil"}},
+        "docker_daemon_extra: default-runtime would change what runs as root or who reaches the daemon; "
+        "allow it explicitly with docker_daemon_extra_trust: ['default-runtime']",
+    ),
+    (
+        {"docker_daemon_extra": {"group": "staff"}},
+        "docker_daemon_extra: group would change what runs as root or who reaches the daemon; "
+        "allow it explicitly with docker_daemon_extra_trust: ['group']",
+    ),
+    (
+        {"docker_daemon_extra": {"authorization-plugins": ["x"]}},
+        "docker_daemon_extra: authorization-plugins is managed by dockguard settings; set those",
+    ),
+    (
+        {"docker_daemon_extra": {"tls-min-version": "1.0"}},
+        "docker_daemon_extra: tls-min-version: TLS of the daemon socket is set by docker_tcp_listen and the "
+        "dockguard CA",
+    ),
+    (
+        {"docker_daemon_extra": {"storage-opts": ["DM.BASESIZE=20G"]}},
+        "docker_daemon_extra: dm.basesize changes the base device size (CIS 2.11)",
+    ),
+    (
+        {"docker_daemon_extra": {"storage-opts": "dm.basesize=20G"}},
+        "docker_daemon_extra: storage-opts must be a list of strings, got 'dm.basesize=20G'",
+    ),
+    (
+        {"docker_daemon_extra": {"labels": {"a", "b"}}},
+        "docker_daemon_extra: must be plain JSON data (strings, numbers, booleans, lists, mappings) for "
+        "daemon.json: Object of type set is not JSON serializable",
+    ),
+    (
+        {"docker_daemon_extra": {"max-concurrent-downloads": float("nan")}},
+        "docker_daemon_extra: must be plain JSON data (strings, numbers, booleans, lists, mappings) for "
+        "daemon.json: Out of range float values are not JSON compliant",
+    ),
+    (
+        {"docker_daemon_extra": {1: True}},
+        "docker_daemon_extra: keys must be strings (daemon.json is JSON), got 1",
+    ),
+    (
+        {"docker_daemon_extra_trust": ["hosts"]},
+        "docker_daemon_extra_trust: 'hosts' is not a key that needs this opt-in (those are: containerd, data-root, "
+        "default-runtime, exec-root, group, init-path, runtimes)",
+    ),
+    (
+        {"docker_tcp_listen": "::1:2376"},
+        "docker_tcp_listen: an IPv6 address goes in brackets ('[::]:2376'), an IPv4 address does not, got '::1:2376'",
+    ),
+    (
+        {"docker_storage_driver": "overlay"},
+        "docker_storage_driver: must be one of overlay2, fuse-overlayfs, btrfs, zfs, vfs (or None: dockerd "
+        "chooses), got 'overlay'",
+    ),
+    (
+        {"docker_cgroup_parent": "../../system.slice"},
+        "docker_cgroup_parent: must not climb out of the cgroup tree with '..', got '../../system.slice'",
+    ),
+    (
+        {"docker_seccomp_profile": "/etc/docker/../shadow"},
+        "docker_seccomp_profile: must be a normalised absolute path (no '..', '.' or '//'), "
+        "got '/etc/docker/../shadow'",
+    ),
+    (
+        {"dockguard_pki_dir": "pki"},
+        "dockguard_pki_dir: must be absolute or under '~/': a relative CA directory depends on where a run "
+        "starts, got 'pki'",
+    ),
+    (
+        {"dockguard_pki_dir": "~root/.dockguard/pki"},
+        "dockguard_pki_dir: must be absolute or under your own home ('~/...'), not another user's "
+        "('~root/.dockguard/pki')",
+    ),
+    (
+        {"docker_group_members": ["alice; rm -rf /"]},
+        "docker_group_members: 'alice; rm -rf /' is not a user name (lower-case letters, digits, '_' and '-', "
+        "at most 32)",
+    ),
+    (
+        {"docker_authorization_plugins": ["authz broker"]},
+        "docker_authorization_plugins: 'authz broker' is not a plugin name (NAME, or REPOSITORY/NAME:TAG)",
+    ),
+    (
+        {"lynis_reports_dir": "~other/reports"},
+        "lynis_reports_dir: must be absolute or under your own home ('~/...'), not another user's ('~other/reports')",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "data, message", REFUSALS, ids=[m.split(":")[0] + f"-{i}" for i, (_, m) in enumerate(REFUSALS)]
+)
+def test_unsafe_or_meaningless_values_are_refused(data, message):
+    assert settings.problems(data) == [message]
+
+
+def test_refusals_name_the_host():
+    with pytest.raises(DeployError) as e:
+        settings.validate_hosts([_fake_host("dh7", docker_tls_san=["*"])])
+    assert "  dh7: docker_tls_san: '*' is not a DNS name" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"docker_insecure_registries": ["reg.example:5000", "10.1.2.0/24", "[::1]:5000", "192.0.2.7", "fd00::/120"]},
+        {"docker_tls_san": ["docker.example", "192.0.2.7", "fd00::1", "host-1.example."]},
+        {"docker_tcp_listen": "[::]:2376"},
+        {"docker_userns_remap": "dockremap:dockremap"},
+        {
+            "docker_daemon_extra": {"runtimes": {"runsc": {"path": "/usr/bin/runsc"}}},
+            "docker_daemon_extra_trust": ["runtimes"],
+        },
+        {"docker_daemon_extra": {"storage-opts": ["overlay2.size=10G"], "max-concurrent-downloads": 3}},
+        {"dockguard_pki_dir": "/srv/dockguard/pki"},
+        {"docker_group_members": ["alice", "ci-runner"]},
+        {"docker_authorization_plugins": ["authz-broker", "registry.example/team/opa:0.4"]},
+        {"docker_storage_driver": "overlay2", "docker_tls_days": 3650, "docker_tls_renew_days": 30},
+    ],
+)
+def test_sensible_values_are_accepted(data):
+    assert settings.problems(data) == []
