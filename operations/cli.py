@@ -672,24 +672,31 @@ def cmd_pki(args) -> int:
         if args.pki_cmd == "migrate":
             print("moved to ca/ and client/" if tls.migrate(directory) else "nothing to move")
             return 0
-        return rotate_ca(args.inventory, directory, args.one_stage, args.client_days)
+        cfgs = fleet.host_settings(fleet.load(args.inventory))
+        tls_hosts = sorted(name for name, cfg in cfgs.items() if cfg["docker_tcp_listen"])
+        return rotate_ca(args.inventory, directory, args.one_stage, args.client_days,
+                         deploy=lambda inv: _deploy(inv, tls_hosts))  # fmt: skip
     except tls.CaError as e:
         print(f"dockguard pki: {e}", file=sys.stderr)
         return EXIT_UNCHECKED
 
 
-def _deploy(inventory: str) -> int:
+def _deploy(inventory: str, hosts: list[str]) -> int:
+    """The deploy on the TLS hosts (the only ones a rotation concerns); 0 only when every one succeeded."""
+    if not hosts:
+        return 0
     env = dict(os.environ)
     fds = _passphrase_fds(env)
+    limit = [a for name in hosts for a in ("--limit", name)]
     try:
-        return subprocess.run([PYINFRA, "-y", inventory, "deploy.py"], cwd=ROOT, env=env,
+        return subprocess.run([PYINFRA, "-y", *limit, inventory, "deploy.py"], cwd=ROOT, env=env,
                               stdin=subprocess.DEVNULL, pass_fds=fds).returncode  # fmt: skip
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def rotate_ca(inventory: str, directory: Path, one_stage: bool, client_days: int, deploy=_deploy) -> int:
+def rotate_ca(inventory: str, directory: Path, one_stage: bool, client_days: int, deploy) -> int:
     """A new CA in three stages, each deployed to every host before the next; resumes an
     interrupted rotation where it stopped (its stage is kept in PKI/ca/rotation.json)."""
     r = tls.rotation(directory) or tls.rotation_begin(directory)
