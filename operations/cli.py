@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import fcntl
 import fnmatch
+import grp
 import json
 import os
 import pwd
@@ -508,7 +509,8 @@ def unit_values(inventory: str, user: str, home: Path) -> dict[str, Any]:
     if len(pki_dirs) > 1:
         raise UnitError(f"the inventory's hosts use more than one CA directory: {sorted(pki_dirs)}")
     pki = _expand_for(pki_dirs.pop(), home)
-    reports = {_expand_for(cfg["lynis_reports_dir"], home) for cfg in cfgs.values()} or {Path("reports/lynis")}
+    # Lynis saves its reports here (the only other writable paths), for the hosts that run it.
+    reports = {_expand_for(cfg["lynis_reports_dir"], home) for cfg in cfgs.values() if cfg["lynis_enabled"]}
     reports = {p if p.is_absolute() else ROOT / p for p in reports}
     state = home / ".local" / "state" / "dockguard"
     under_home = [p for p in (ROOT, Path(inventory), pki, state, *reports) if str(p).startswith(("/home/", "/root/"))]
@@ -585,6 +587,14 @@ def verify_units(directory: Path) -> None:
         raise UnitError("systemd-analyze verify refused the units:\n" + (r.stderr.strip() or r.stdout.strip()))
 
 
+def _writable_by(path: Path, entry) -> bool:
+    st = path.stat()
+    if st.st_uid == entry.pw_uid:
+        return bool(st.st_mode & 0o200)
+    groups = {g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem} | {entry.pw_gid}
+    return bool(st.st_mode & 0o020) if st.st_gid in groups else bool(st.st_mode & 0o002)
+
+
 def cmd_install_timer(args) -> int:
     try:
         check_calendar(args.on_calendar)
@@ -606,9 +616,12 @@ def cmd_install_timer(args) -> int:
         return EXIT_UNCHECKED
     entry = pwd.getpwnam(user)
     for d in [values["state"], *values["reports"]]:  # the only writable paths must exist for the sandbox
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.geteuid() == 0 and d.stat().st_uid != entry.pw_uid:
-            os.chown(d, entry.pw_uid, entry.pw_gid)
+        if not d.exists():
+            d.mkdir(mode=0o700, parents=True)
+            if os.geteuid() == 0:  # made here for the operator (an existing directory is left as it is)
+                os.chown(d, entry.pw_uid, entry.pw_gid)
+        elif not _writable_by(d, entry):
+            print(f"dockguard install-timer: warning: {user} cannot write {d}", file=sys.stderr)
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name, text in units.items():

@@ -14,9 +14,11 @@ PORT = 2376
 
 
 def tls_get(address: str, pki, client_cert: bool) -> dict:
-    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    """GET /version with the operator's client credentials (PKI/client, DOCKER_CERT_PATH)."""
+    client = pki / "client"
+    ctx = ssl.create_default_context(cafile=str(client / "ca.pem"))
     if client_cert:
-        ctx.load_cert_chain(str(pki / "cert.pem"), str(pki / "key.pem"))
+        ctx.load_cert_chain(str(client / "cert.pem"), str(client / "key.pem"))
     conn = http.client.HTTPSConnection(address, PORT, context=ctx, timeout=15)
     try:
         conn.request("GET", "/version")
@@ -37,11 +39,22 @@ def tls_host(lab, tmp_path_factory):
     return host, pki, data
 
 
+def test_a_dry_run_makes_no_ca(lab, tls_host):
+    """The drift check (pyinfra --dry) before the first real run: the TLS host drifts, and nothing
+    is written on the operator's machine, not even the CA directory."""
+    host, pki, data = tls_host
+    r = lab.apply("--dry", limit=host, hosts={host: data})
+    assert r.rc == 0, r.stderr[-3000:]
+    assert not pki.exists()
+
+
 def test_tcp_socket_with_mutual_tls(lab, tls_host):
     host, pki, data = tls_host
     r = lab.apply(limit=host, hosts={host: data})
     assert r.rc == 0, r.stderr[-3000:]
     assert (pki.stat().st_mode & 0o777) == 0o700
+    assert sorted(p.name for p in (pki / "client").iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
+    assert "ca-key.pem" in {p.name for p in (pki / "ca" / "current").iterdir()}
     again = lab.apply(limit=host, hosts={host: data})
     assert again.totals["success"] == 0, again.out["results"]["operations"]
 
@@ -53,7 +66,7 @@ def test_tcp_socket_with_mutual_tls(lab, tls_host):
     if docker:  # the Docker CLI, where the operator's machine has it
         out = subprocess.run(
             [docker, "-H", f"tcp://{address}:{PORT}", "--tlsverify", "version", "--format", "{{.Server.Version}}"],
-            env={"DOCKER_CERT_PATH": str(pki), "HOME": str(pki.parent)},
+            env={"DOCKER_CERT_PATH": str(pki / "client"), "HOME": str(pki.parent)},
             capture_output=True,
             text=True,
             timeout=60,
@@ -80,7 +93,7 @@ def test_keys_stay_where_they_belong(lab, tls_host):
     server_key = lab.ssh(host, "cat /etc/docker/tls/server-key.pem")
     assert "PRIVATE KEY" in server_key
     body = server_key.strip().splitlines()[1]
-    for f in pki.iterdir():  # the host's key never reached the operator's machine
+    for f in pki.rglob("*.pem"):  # the host's key never reached the operator's machine
         assert body not in f.read_text()
     assert "ca-key" not in lab.ssh(host, "ls -a /etc/docker/tls /tmp /root")  # nor the CA key the host
     run = lab.apply(limit=host, hosts={host: data})
@@ -99,6 +112,25 @@ def test_certificate_is_renewed_before_it_expires(lab, tls_host):
     assert serial(lab, host) != old
     assert tls_get(lab.hosts[host]["address"], pki, client_cert=True)["ApiVersion"]
     assert lab.apply(limit=host, hosts={host: renew}).totals["success"] == 0
+
+
+def test_a_lost_half_of_the_ca_stops_the_run_and_makes_no_new_ca(lab, tls_host, tmp_path):
+    host, pki, data = tls_host
+    key = pki / "ca" / "current" / "ca-key.pem"
+    kept = tmp_path / "ca-key.pem"
+    kept.write_bytes(key.read_bytes())
+    before = (pki / "ca" / "current" / "ca.pem").read_bytes()
+    key.unlink()
+    try:
+        r = lab.apply(limit=host, hosts={host: data})
+        assert r.rc != 0
+        assert "is missing but its certificate is there" in r.stderr
+        assert (pki / "ca" / "current" / "ca.pem").read_bytes() == before
+        assert not key.exists()
+    finally:
+        key.write_bytes(kept.read_bytes())
+        key.chmod(0o600)
+    assert lab.apply(limit=host, hosts={host: data}).rc == 0
 
 
 def test_tcp_socket_closed_again(lab, tls_host):

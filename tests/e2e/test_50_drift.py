@@ -90,10 +90,33 @@ def test_an_unreachable_host_is_reported_never_clean(lab):
 def test_runs_never_overlap(lab, tmp_path):
     import fcntl
 
-    lock = tmp_path / "drift.lock"
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    lock = state / "drift.lock"
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         r = subprocess.run([DOCKGUARD, "drift", "inventory/lab.py", "--lock", str(lock)], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert r.returncode == 0
-    assert "another drift run holds" in r.stderr
+    assert r.returncode == 75, r.stderr  # never clean: a timer counts it as failed
+    assert "another run is in progress" in r.stderr
+
+
+def test_a_limit_that_matches_no_host_is_never_clean(lab):
+    r = subprocess.run([DOCKGUARD, "drift", "inventory/lab.py", "--json", "--limit", "dh99"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert json.loads(r.stdout)["errors"] == [
+        "--limit 'dh99' matches no host or group of the inventory",
+        "no host to check: --limit matches no host",
+    ]
+
+
+def test_a_limit_by_group_checks_the_group(lab):
+    rc, result = drift("--limit", "lab_containers")
+    assert rc == 0, result
+    assert sorted(result["hosts"]) == lab.of_kind("container")
+
+
+def test_usage_errors_are_not_drift(lab):
+    r = subprocess.run([DOCKGUARD, "drift"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 64
