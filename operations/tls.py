@@ -59,6 +59,7 @@ SERVER_CERT = f"{TLS_DIR}/server-cert.pem"
 SERVER_KEY = f"{TLS_DIR}/server-key.pem"
 CLIENT_DAYS = 30
 CA_WARN_DAYS = 180  # say so on every run when the CA expires within this many days
+CLIENT_WARN_DAYS = 7  # ... and the operator's client certificate within this many (never renewed silently)
 PASSPHRASE_ENV, PASSPHRASE_FD_ENV = "DOCKGUARD_CA_PASSPHRASE", "DOCKGUARD_CA_PASSPHRASE_FD"
 STAGES = {
     1: "every host trusts the old and the new CA",
@@ -477,6 +478,9 @@ def status(directory: Path) -> tuple[list[str], list[str]]:
         problems.append(f"the client certificate in {c} was not issued by the dockguard CA")
     if _days_left(client) <= 0:
         problems.append(f"the client certificate has expired: `./dockguard pki client --dir {directory}`")
+    elif _days_left(client) < CLIENT_WARN_DAYS:
+        problems.append(f"the client certificate expires in {_days_left(client):.0f} days: "
+                        f"`./dockguard pki client --dir {directory}`")  # fmt: skip
     return lines, problems
 
 

@@ -168,6 +168,12 @@ def test_status_shows_ca_and_client_expiry(pki):
     assert lines[3].endswith("issued by the current CA")
 
 
+def test_status_warns_before_the_client_certificate_expires(pki):
+    tls.issue_client(pki, days=3)
+    _, problems = tls.status(pki)
+    assert len(problems) == 1 and problems[0].startswith("the client certificate expires in ")
+
+
 def test_status_flags_a_client_certificate_from_another_ca(pki, tmp_path):
     other = tmp_path / "other"
     tls.ensure_ca(other, dry=False)
