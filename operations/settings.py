@@ -233,6 +233,16 @@ SCHEMA: dict[str, Setting] = {
             "disappear from view (not deleted) until it is turned off again.",
         ),
         Setting(
+            "docker_start_stopped", bool, False, "-",
+            "Start (and verify) a dockerd that the operator stopped and disabled or masked. Off: such a "
+            "daemon is left stopped, its files are hardened for its next start, and every run says so.",
+        ),
+        Setting(
+            "dockguard_lock_wait", int, 60, "-",
+            "Seconds a run waits for another dockguard run on the same host (the host lock) before it "
+            "fails that host.", check=_positive,
+        ),
+        Setting(
             "docker_cgroup_parent", (str, NoneType), None, "2.10",
             "Parent cgroup of containers; None keeps the default.", check=_cgroup_parent,
         ),
