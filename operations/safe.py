@@ -35,7 +35,9 @@ def stream(tag: str, script: str) -> str:
 
 
 def fields(output: list[str], tag: str, purpose: str) -> list[bytes]:
-    """The NUL-terminated fields of a ``stream`` line (without the closing ``end``)."""
+    """The NUL-terminated fields of a ``stream`` line (without the closing marker). Output
+    cut short anywhere lacks the marker, except when a value is the marker itself and the
+    cut falls right after it (an accident no fixed marker can rule out)."""
     lines = [line for line in output if line.strip()]
     if len(lines) != 1:
         got = "no output" if not lines else f"{len(lines)} lines of output"

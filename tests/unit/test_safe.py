@@ -75,8 +75,14 @@ def test_fields_round_trip_any_bytes(values):
     assert safe.fields([line], "t", "test") == values
 
 
-@given(st.lists(st.binary(min_size=1, max_size=30).filter(lambda b: b"\0" not in b), min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.binary(min_size=1, max_size=30).filter(lambda b: b"\0" not in b and b != safe.END), min_size=1, max_size=5
+    )
+)
 def test_a_stream_cut_anywhere_is_an_error_not_a_shorter_value(values):
+    """(A value that is itself the end marker, cut right after it, would pass: the one case
+    a fixed marker cannot tell; it needs a transport cut at exactly that byte.)"""
     line = encode("t", [[safe.name(v) for v in values]])
     for cut in range(len("t:"), len(line)):
         with pytest.raises(FactProcessError, match="test"):
