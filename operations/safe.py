@@ -88,14 +88,24 @@ def quotable(value: str) -> bool:
 
 def arg(value: str) -> str:
     """``value`` as one word of a POSIX shell command, byte for byte. Printable
-    UTF-8 is shlex-quoted; anything else (control characters, bytes that are
-    not UTF-8 from ``name``) becomes ``"$(printf '\\NNN...')"``. A value cannot
-    end in a newline or hold a NUL (refused before it gets here)."""
+    UTF-8 is shlex-quoted; anything else becomes ``"$(printf -- '...')"`` with
+    each control character or byte that is not UTF-8 (from ``name``) as an
+    octal escape ``\\NNN``. A value cannot end in a newline or hold a NUL
+    (callers check ``quotable`` first)."""
     if not quotable(value):
         raise ValueError(f"cannot pass {shown(value)} as a shell word")
     if plain(value):
         return shlex.quote(value)
-    return "\"$(printf '" + "".join(f"\\{b:03o}" for b in raw(value)) + "')\""
+    return "\"$(printf -- '" + "".join(_printf(c) for c in value) + "')\""
+
+
+def _printf(c: str) -> str:
+    """One character in a single-quoted printf format that prints it."""
+    if c == "'":
+        return "'\\''"
+    if c in "%\\":
+        return c * 2
+    return c if plain(c) else "".join(f"\\{b:03o}" for b in raw(c))
 
 
 def shown(value: str | bytes) -> str:

@@ -17,7 +17,7 @@ from tests.unit.streams import encode
 FACTS = Path(__file__).parent / "facts"
 HOSTILE = [
     "alice bob", "-rf", "--help", "a;reboot", "$(reboot)", "`id`", "it's", 'say "hi"', "back\\slash", "\\n",
-    "tab\there", "bell\a", "esc\x1b[31mred", "del\x7f", "ünïcödé", "名前", "\udcff\udcfe", "x\udcc3", "*", "~root", "",
+    "tab\there", "bell\a", "esc\x1b[31mred", "del\x7f", "ünïcödé", "名前", "\udcff\udcfe", "x\udcc3", "*", "~root", "100%", "%s\x01%d", "it's\x01", "\\x01\x01", "",
 ]  # fmt: skip
 # Any text that can be one word of a command: no NUL, no trailing newline (safe.quotable).
 WORDS = st.text(st.characters(blacklist_characters="\0"), max_size=40).filter(safe.quotable)
