@@ -14,7 +14,7 @@ from tests.unit.streams import encode
     "fields,message",
     [
         ([["subuid", "al\udcffice:1:2\n", "subgid", ""]], r"/etc/subuid: not UTF-8"),
-        ([["subuid", "alice:1:2:3\n", "subgid", ""]], r"/etc/subuid: unexpected line alice:1:2:3"),
+        ([["subuid", "alice:1:2:3\n", "subgid", ""]], "/etc/subuid: unexpected line 'alice:1:2:3'"),
         ([["subuid", "a", "b", "subgid", ""]], "a NUL byte"),
     ],
 )
