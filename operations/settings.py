@@ -97,13 +97,35 @@ def _storage_driver(value: str) -> str | None:
 
 
 def _listen(value: str) -> str | None:
+    # It reaches dockerd's -H flag in a unit file and a shell: nothing but an address and a port.
+    if re.search(r"[\s'\"`$\\;]", value) or not value.isprintable():
+        return (
+            "must be ADDRESS:PORT without whitespace, control characters, quotes, '$', ';' or backslashes "
+            f"(e.g. '0.0.0.0:2376' or '[fe80::1%eth0]:2376'), got {value!r}"
+        )
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         return f"must be ADDRESS:PORT such as '0.0.0.0:2376', got {value!r}"
+    address, _, scope = host.strip("[]").partition("%")
+    if "%" in host and not re.match(r"^\[[0-9A-Fa-f:.]+%[A-Za-z0-9_.-]{1,15}\]$", host):
+        return f"an IPv6 address with a scope id is written '[fe80::1%eth0]:2376' (an interface name), got {value!r}"
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(address)
     except ValueError:
         return f"must be an IP address and a port such as '0.0.0.0:2376', got {value!r}"
+    if scope and not isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address):
+        return f"only an IPv6 address has a scope id, got {value!r}"
+    return None
+
+
+def _member_names(value: list) -> str | None:
+    """docker_group_members: user names as /etc/group holds them (gpasswd, getent)."""
+    problem = _strings(value)
+    if problem:
+        return problem
+    for name in value:
+        if any(c in name for c in "\n\0,:") or not name.isprintable():
+            return f"{name!r} cannot be a member name in /etc/group (no newline, NUL, ',', ':' or control characters)"
     return None
 
 
@@ -299,7 +321,7 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "docker_group_members", list, [], "1.1.2",
             "Users allowed in the docker group (root-equivalent). Every other member is reported.",
-            check=_strings,
+            check=_member_names,
         ),
         Setting(
             "docker_group_enforce", bool, False, "1.1.2",
