@@ -51,7 +51,7 @@ FIXED_RULES = [
     PathRule("3.19/3.20", "/etc/default/docker", "root", "root", "644"),
     PathRule("3.21/3.22", "/etc/sysconfig/docker", "root", "root", "644"),
     PathRule("3.23/3.24", "/run/containerd/containerd.sock", "root", "root", "660"),
-    PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/dockguard.conf", "root", "root", "644"),
+    PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf", "root", "root", "644"),
     PathRule("3.3/3.4", SOCKET_DROPIN, "root", "root", "644"),
     # Files dockguard writes for other controls: their content is written there, owner and mode here.
     PathRule("1.1", "/etc/audit/rules.d/dockguard-docker.rules", "root", "root", "640"),

@@ -428,7 +428,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
                 raise FactProcessError(f"dockerd state: truncated {key} line")
             path, text = _b64(path_b64, f"{key} name"), _b64(body, f"{key} content")
             if key == "fragment":
-                fragment = (path, text)
+                fragment = [path, text]
             elif path.endswith(".conf") and "/docker.service.d/" in path:
                 dropins[path] = text
             else:

@@ -23,8 +23,9 @@ OWNER = "/run/dockguard.owner"
 MAX_HOLD = 3600  # a holder never outlives this many seconds, whatever happens to its run
 EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 
-RUN_ID = uuid.uuid4().hex  # this controller process's run
-_WHO = f"{os.environ.get('USER') or 'unknown'}@{socket.gethostname()}"[:80]
+# This controller process's run (fixed by the unit tests through the environment).
+RUN_ID = "".join(c for c in os.environ.get("DOCKGUARD_RUN_ID", "") if c in "0123456789abcdef") or uuid.uuid4().hex
+_WHO = (os.environ.get("DOCKGUARD_RUN_WHO") or f"{os.environ.get('USER') or 'unknown'}@{socket.gethostname()}")[:80]
 _SAFE_WHO = "".join(c if c.isalnum() or c in "@._-" else "_" for c in _WHO)
 
 

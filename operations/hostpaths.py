@@ -22,7 +22,7 @@ PATHS = (
     "/etc/sysconfig/docker",
     "/etc/docker/daemon.json", "/etc/containerd/config.toml", "/run/containerd/containerd.sock",
     "/var/run/docker.sock", "/etc/docker/tls/ca.pem", "/etc/docker/tls/server-cert.pem",
-    "/etc/docker/tls/server-key.pem", "/etc/systemd/system/docker.service.d/dockguard.conf",
+    "/etc/docker/tls/server-key.pem", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf",
     "/etc/systemd/system/docker.socket.d/dockguard.conf", "/etc/audit/rules.d/dockguard-docker.rules",
     "/etc/apparmor.d/dockguard-default", "/etc/lynis/dockguard.prf",
 )  # fmt: skip
