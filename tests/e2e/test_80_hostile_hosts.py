@@ -316,7 +316,7 @@ def test_group_member_with_shell_syntax_is_removed_without_running_it(lab, pair)
     target, other, before = pair
     name = "x;touch${IFS}/tmp/pwned;"
     lab.ssh(
-        target, f"rm -f /tmp/pwned; sed -i 's/^docker:\\([^:]*\\):\\([^:]*\\):.*/docker:\\1:\\2:{name}/' /etc/group"
+        target, f"rm -f /tmp/pwned; sed -i 's|^docker:\\([^:]*\\):\\([^:]*\\):.*|docker:\\1:\\2:{name}|' /etc/group"
     )
     assert name in lab.ssh(target, "getent group docker")
     out = run_state(lab, target, other, hosts={target: {"docker_group_enforce": True}})
