@@ -4,10 +4,12 @@
 
 The first host to get here validates the settings of the whole inventory and
 runs the preflight (every host's distribution and live state, the CA on this
-machine) before any operation exists; then each control area brings this host
-to its hardened state, in order. Where Docker is missing (and docker_install
-allows it), it is installed first and the host is hardened right after, with
-facts read from the Docker just installed.
+machine) before any operation exists; a host the preflight refuses, or whose
+state cannot be read, fails alone with one line naming it and the cause, and
+the others go on. Then each control area brings this host to its hardened
+state, in order. Where Docker is missing (and docker_install allows it), it is
+installed first and the host is hardened right after, with facts read from the
+Docker just installed.
 """
 
 from pyinfra import host, inventory
@@ -53,9 +55,17 @@ def harden_installed():
     harden()
 
 
-if dockerd.live_state().get("dockerd"):
-    harden()
-else:  # the preflight allowed it: docker_install is on and docker_source has packages here
-    packages.docker(name=packages.DOCKER_OP, plat=platform.current(), cfg=cfg)
-    python.call(name="dockguard: harden the Docker installed in this run", function=harden_installed)
-checked()  # for `dockguard drift`: this host was fully checked
+def prepare():
+    if dockerd.live_state().get("dockerd"):
+        harden()
+    else:  # the preflight allowed it: docker_install is on and docker_source has packages here
+        packages.docker(name=packages.DOCKER_OP, plat=platform.current(), cfg=cfg)
+        python.call(name="dockguard: harden the Docker installed in this run", function=harden_installed)
+    checked()  # for `dockguard drift`: this host was fully checked
+
+
+if not dockerd.refused(host):
+    try:
+        prepare()
+    except Exception as e:  # one host's odd state never stops the others
+        dockerd.refuse(host, str(e) if isinstance(e, dockerd.HostRefused) else f"{type(e).__name__}: {e}")

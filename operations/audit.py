@@ -17,12 +17,13 @@ containerd path that exists on the host, loaded into the kernel and verified the
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from . import content, drift, hostpaths, packages, platform, warn
+from . import content, drift, hostpaths, packages, platform, safe, warn
 from .dockerd import DAEMON_JSON
 
 RULES_FILE = "/etc/audit/rules.d/dockguard-docker.rules"
@@ -46,8 +47,19 @@ def watched_paths(paths: dict[str, Any]) -> list[str]:
     return sorted(found)
 
 
+def watchable(path: str) -> bool:
+    """Whether ``path`` can be a watch: auditctl splits a rule on whitespace and the
+    rules file is text, so a path with whitespace, a control character or bytes that
+    are not UTF-8 cannot be one (it is left out and reported: ``unwatchable``)."""
+    return safe.plain(path) and not any(c.isspace() for c in path)
+
+
+def unwatchable(watched: list[str]) -> list[str]:
+    return [p for p in watched if not watchable(p)]
+
+
 def rule_lines(watched: list[str]) -> list[str]:
-    return [f"-w {p} -p wa -k {KEY}" for p in watched]
+    return [f"-w {p} -p wa -k {KEY}" for p in watched if watchable(p)]
 
 
 class AuditState(FactBase):
@@ -147,12 +159,12 @@ def loaded(wanted: list[str], live: dict[str, Any] | None = None):
         )
         host.noop("audit rules are immutable until reboot")
         return
-    checks = " ".join(f"auditctl -l | grep -qxF -- '{r}' || missing=\"$missing; {r}\";" for r in wanted)
+    checks = " ".join(f'auditctl -l | grep -qxF -- {q} || missing="$missing; "{q};' for q in map(shlex.quote, wanted))
     yield StringCommand(
         "augenrules --load >/dev/null || exit 1; missing=''; "
         + checks
-        + ' if [ -n "$missing" ]; then echo "dockguard: audit rules not in the kernel after loading:$missing" >&2; '
-        "exit 1; fi"
+        + ' if [ -n "$missing" ]; then '
+        + "printf '%s\\n' \"dockguard: audit rules not in the kernel after loading:$missing\" >&2; exit 1; fi"
     )
 
 
@@ -160,7 +172,15 @@ def configure(cfg: dict[str, Any]) -> list:
     """CIS 1.1.3-1.1.18."""
     live = host.get_fact(AuditState)
     paths = hostpaths.current()
-    wanted = rule_lines(watched_paths(paths))
+    watched = watched_paths(paths)
+    for path in unwatchable(watched):
+        why = (
+            f"{safe.shown(path)} cannot be an audit watch (auditctl splits a rule on whitespace; a control "
+            f"character or a byte that is not UTF-8 cannot be written to the rules file): left out of {RULES_FILE}"
+        )
+        warn(f"CIS 1.1: {why}")
+        drift("1.1.3-1.1.18", why)
+    wanted = rule_lines(watched)
     inst = packages.installed(
         name="CIS 1.1: auditd installed",
         present=live.get("installed") == "yes",

@@ -24,7 +24,7 @@ from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.util import get_template
 
-from . import TEMPLATES
+from . import TEMPLATES, hostlock
 
 
 class Digests(FactBase):
@@ -62,21 +62,43 @@ def sha256(text: str) -> str:
 
 @operation()
 def file(path: str, text: str, digest: str | None, mode: str = "644"):
-    """``path`` holds ``text``. ``digest``: the file's sha256 as read at prepare time (Digests)."""
+    """``path`` holds ``text``. ``digest``: the file's sha256 as read at prepare time (Digests).
+
+    Written atomically: uploaded to a temporary file in the same directory, given the
+    owner and mode (the file's own, or root:root ``mode`` for a new one), fsynced and
+    renamed over the file, under the host lock, and only if the file is still what this
+    run read (else this host fails: someone else changed it meanwhile). A host that dies
+    mid-run keeps the old file or the new one, never half of one."""
     if digest == sha256(text):
         host.noop(f"{path} is up to date")
         return
-    parent = posixpath.dirname(path)
+    yield from atomic_write(path, text.encode(), digest, mode)
+
+
+def atomic_write(path: str, data: bytes, digest: str | None, mode: str = "644"):
+    """The commands of :func:`file` (for operations that write a file of their own)."""
+    parent, q = posixpath.dirname(path), shlex.quote
+    tmp = f"{parent}/.{posixpath.basename(path)}.dockguard-{hostlock.RUN_ID[:12]}"
     if digest is None:
-        yield StringCommand(f"mkdir -p {shlex.quote(parent)} && touch {shlex.quote(path)} && "
-                            f"chown root:root {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}")  # fmt: skip
-    yield FileUploadCommand(BytesIO(text.encode()), path)
+        yield StringCommand(f"mkdir -p {q(parent)}")
+    yield FileUploadCommand(BytesIO(data), tmp)
+    attrs = (
+        f"chown root:root {q(tmp)} && chmod {mode} {q(tmp)}"
+        if digest is None
+        else f"chown --reference={q(path)} {q(tmp)} && chmod --reference={q(path)} {q(tmp)}"
+    )
+    yield StringCommand(
+        hostlock.prefix() + f"now=$(if [ -f {q(path)} ]; then sha256sum < {q(path)} | cut -d' ' -f1; else echo -; fi); "
+        f'if [ "$now" != {digest or "-"} ]; then rm -f {q(tmp)}; echo {q(f"dockguard: {path} changed on the host since this run read it (another run, or a person): not overwritten; run again")} >&2; exit 1; fi; '  # noqa: E501
+        f"{attrs} && sync {q(tmp)} && mv -f {q(tmp)} {q(path)} && sync {q(parent)}"
+    )
 
 
 # Every file dockguard renders: the first area to ask reads all their digests in one
 # command, for the areas after it (the files are not written until the operations run).
 MANAGED = (
-    "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/dockguard.conf",
+    "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf",
+    "/etc/systemd/system/docker.service.d/dockguard.conf",
     "/etc/docker/seccomp/dockguard.json", "/etc/systemd/system/docker.socket.d/dockguard.conf",
     "/etc/audit/rules.d/dockguard-docker.rules", "/etc/lynis/dockguard.prf", "/etc/apparmor.d/dockguard-default",
 )  # fmt: skip

@@ -16,17 +16,17 @@ default ([grpc] uid/gid 0) and is only checked and corrected live.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from pyinfra import host, state
 from pyinfra.api import operation
 
-from . import content, drift, hostpaths, say
+from . import content, drift, hostpaths, safe, say, warn
 from .hostpaths import DockerHostPaths
 
 SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
+LINK = "symbolic link"
 PERMISSIONS_OP = "CIS 3.x: owner and mode of Docker files, sockets, units and certificates"
 
 
@@ -42,6 +42,7 @@ class PathRule:
 
 FIXED_RULES = [
     PathRule("3.5/3.6", "/etc/docker", "root", "root", "755"),
+    PathRule("3.7/3.8", "/etc/docker/certs.d", "root", "root", "755"),
     PathRule("3.9/3.10", "/etc/docker/tls/ca.pem", "root", "root", "444"),
     PathRule("3.11/3.12", "/etc/docker/tls/server-cert.pem", "root", "root", "444"),
     PathRule("3.13/3.14", "/etc/docker/tls/server-key.pem", "root", "root", "400", exact=True),
@@ -50,7 +51,7 @@ FIXED_RULES = [
     PathRule("3.19/3.20", "/etc/default/docker", "root", "root", "644"),
     PathRule("3.21/3.22", "/etc/sysconfig/docker", "root", "root", "644"),
     PathRule("3.23/3.24", "/run/containerd/containerd.sock", "root", "root", "660"),
-    PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/dockguard.conf", "root", "root", "644"),
+    PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf", "root", "root", "644"),
     PathRule("3.3/3.4", SOCKET_DROPIN, "root", "root", "644"),
     # Files dockguard writes for other controls: their content is written there, owner and mode here.
     PathRule("1.1", "/etc/audit/rules.d/dockguard-docker.rules", "root", "root", "640"),
@@ -75,20 +76,41 @@ def rules_for(paths: dict[str, Any]) -> list[PathRule]:
 
 
 def fixes(rule: PathRule, current: dict[str, str] | None) -> list[str]:
-    """Commands that bring one existing path within its rule (none: it complies)."""
-    if current is None:
+    """Commands that bring one existing path within its rule (none: it complies, or it
+    is a symbolic link, which is reported and never followed: see ``links``). chown
+    changes the link itself (-h) and chmod, which would follow one, runs only while
+    the path is still no link."""
+    if current is None or current.get("type") == LINK or not safe.quotable(rule.path):
         return []
     cmds = []
     have = int(current["mode"], 8)
     extra = have & ~int(rule.max_mode, 8) & 0o7777
-    path = shlex.quote(rule.path)
+    path = safe.arg(rule.path)
     if (current["user"], current["group"]) != (rule.user, rule.group):
-        cmds.append(f"chown {rule.user}:{rule.group} {path}")
+        cmds.append(f"chown -h {rule.user}:{rule.group} {path}")
     if rule.exact and have & 0o7777 != int(rule.max_mode, 8):
-        cmds.append(f"chmod {rule.max_mode} {path}")
+        cmds.append(f"[ ! -L {path} ] && chmod {rule.max_mode} {path}")
     elif extra:
-        cmds.append(f"chmod {have & ~extra:o} {path}")
+        cmds.append(f"[ ! -L {path} ] && chmod {have & ~extra:o} {path}")
     return cmds
+
+
+def refused(paths: dict[str, Any]) -> list[tuple[PathRule, str]]:
+    """(rule, why) for every rule's path that dockguard leaves alone: a symbolic link
+    (under /etc/docker/certs.d it can point anywhere; chown or chmod through it would
+    change that file), or a name no shell word can carry (it ends in a newline)."""
+    out = []
+    for rule in rules_for(paths):
+        have = paths.get("stat", {}).get(rule.path)
+        if have is None:
+            continue
+        if have.get("type") == LINK:
+            out.append((rule, f"{safe.shown(rule.path)} is a symbolic link to {safe.shown(have.get('target', '?'))}; "
+                              "dockguard does not follow links: replace it with a file or remove it"))  # fmt: skip
+        elif not safe.quotable(rule.path):
+            out.append((rule, f"{safe.shown(rule.path)}: dockguard cannot name this path safely in a command "
+                              "(it ends in a newline): rename it"))  # fmt: skip
+    return out
 
 
 def violations(paths: dict[str, Any]) -> list[tuple[PathRule, list[str]]]:
@@ -114,6 +136,9 @@ def _paths(prepared: dict[str, Any] | None, earlier: list) -> dict[str, Any]:
 def permissions(prepared: dict[str, Any] | None = None, earlier: list | None = None):
     """Every rule's path that exists: owner exact, mode no looser than allowed."""
     paths = _paths(prepared, earlier or [])
+    for rule, why in refused(paths):
+        warn(f"CIS {rule.cis}: {why}")
+        drift(rule.cis, why)
     found = violations(paths)
     if not found:
         checked = sum(1 for r in rules_for(paths) if r.path in paths.get("stat", {}))
@@ -122,7 +147,7 @@ def permissions(prepared: dict[str, Any] | None = None, earlier: list | None = N
     for rule, _ in found:
         have = paths["stat"][rule.path]
         wants = f"{rule.user}:{rule.group} {rule.max_mode}" + ("" if rule.exact else " or stricter")
-        found_here = f"{rule.path} is {have['user']}:{have['group']} {have['mode']}, wants {wants}"
+        found_here = f"{safe.shown(rule.path)} is {have['user']}:{have['group']} {have['mode']}, wants {wants}"
         say(f"CIS {rule.cis}: {found_here}")
         drift(rule.cis, found_here, PERMISSIONS_OP)
     yield " && ".join(c for _, cmds in found for c in cmds)

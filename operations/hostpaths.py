@@ -11,38 +11,47 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
-from . import PerHost
+from . import PerHost, safe
 
 BINARIES = ("docker", "dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1",
             "containerd-shim-runc-v2", "runc")  # fmt: skip
 UNITS = ("docker.service", "docker.socket", "containerd.service")
 # Fixed paths of CIS 1.1.x and 3.x; only those that exist are used.
 PATHS = (
-    "/var/lib/docker", "/etc/docker", "/run/containerd", "/etc/default/docker", "/etc/sysconfig/docker",
+    "/var/lib/docker", "/etc/docker", "/etc/docker/certs.d", "/run/containerd", "/etc/default/docker",
+    "/etc/sysconfig/docker",
     "/etc/docker/daemon.json", "/etc/containerd/config.toml", "/run/containerd/containerd.sock",
     "/var/run/docker.sock", "/etc/docker/tls/ca.pem", "/etc/docker/tls/server-cert.pem",
-    "/etc/docker/tls/server-key.pem", "/etc/systemd/system/docker.service.d/dockguard.conf",
+    "/etc/docker/tls/server-key.pem", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf",
     "/etc/systemd/system/docker.socket.d/dockguard.conf", "/etc/audit/rules.d/dockguard-docker.rules",
     "/etc/apparmor.d/dockguard-default", "/etc/lynis/dockguard.prf",
 )  # fmt: skip
 
 
+# find -printf, never following a link (find -P, the default, lstat()s every path):
+# "stat", mode, user, group, type letter, link target (empty but for a link), path.
+STAT = "stat\\0%m\\0%u\\0%g\\0%y\\0%l\\0%p\\0"
+TYPES = {"f": "regular file", "d": "directory", "l": "symbolic link", "s": "socket", "p": "fifo",
+         "c": "character special file", "b": "block special file"}  # fmt: skip
+PURPOSE = "Docker paths and their owners and modes (find -printf)"
+
+
 class DockerHostPaths(FactBase):
     """{"bins": {name: path}, "units": {unit: path}, "stat": {path: {mode, user, group, type}},
-    "certs": [paths under /etc/docker/certs.d]} for what exists on this host."""
+    "certs": [paths under /etc/docker/certs.d]} for what exists on this host. Links are not
+    followed: a link's type is "symbolic link" and its "target" is where it points. Paths
+    may hold any bytes (not UTF-8: surrogate escapes, safe.name)."""
 
     def command(self) -> str:
-        return (
-            f'bins=$(for b in {" ".join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && echo "$b $p"; done); '
-            f"units=$(systemctl show -p Id -p FragmentPath {' '.join(UNITS)} 2>/dev/null | "
-            "awk -F= '/^Id=/ {id=$2} /^FragmentPath=./ {print id, $2}'); "
-            'echo "$bins" | while read b p; do [ -n "$p" ] && echo "bin $b $p"; done; '
-            'echo "$units" | while read u p; do [ -n "$p" ] && [ -e "$p" ] && echo "unit $u $p"; done; '
-            "certs=$(find /etc/docker/certs.d -mindepth 1 2>/dev/null); "
-            'for c in $certs; do echo "cert $c"; done; '
-            "stat -L -c 'stat %a %U %G %F|%n' "
-            f"{' '.join(PATHS)} $certs "
-            "$(echo \"$units\" | cut -d' ' -f2) $(echo \"$bins\" | cut -d' ' -f2) 2>/dev/null; true"
+        return safe.stream(
+            "paths",
+            f"for b in {' '.join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && case $p in /*) "
+            f'printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; find "$p" -maxdepth 0 -printf \'{STAT}\';; esac; done; '
+            f"for u in {' '.join(UNITS)}; do p=$(systemctl show --value -p FragmentPath $u 2>/dev/null) && "
+            'case $p in /*) if [ -e "$p" ] || [ -L "$p" ]; then '
+            f'printf \'unit\\0%s\\0%s\\0\' "$u" "$p"; find "$p" -maxdepth 0 -printf \'{STAT}\'; fi;; esac; done; '
+            f"find /etc/docker/certs.d -mindepth 1 -printf 'cert\\0%p\\0{STAT}'; "
+            f"find {' '.join(PATHS)} -maxdepth 0 -printf '{STAT}';",
         )
 
     @staticmethod
@@ -50,23 +59,28 @@ class DockerHostPaths(FactBase):
         return {"bins": {}, "units": {}, "certs": [], "stat": {}}
 
     def process(self, output: list[str]) -> dict[str, Any]:
+        found = safe.fields(output, "paths", PURPOSE)
         out: dict[str, Any] = {"bins": {}, "units": {}, "certs": [], "stat": {}}
-        for line in output:
-            kind, _, rest = line.partition(" ")
-            if kind == "bin" or kind == "unit":
-                name, _, path = rest.partition(" ")
-                out["bins" if kind == "bin" else "units"][name] = path
-            elif kind == "cert":
-                out["certs"].append(rest)
-            elif kind == "stat":
-                head, _, path = rest.partition("|")
-                parts = head.split(" ", 3)
-                if len(parts) != 4 or not parts[0].isdigit():
-                    raise FactProcessError(f"unexpected stat output: {line!r}")
-                mode, user, group, ftype = parts
-                out["stat"][path] = {"mode": mode, "user": user, "group": group, "type": ftype}
-            elif line.strip():
-                raise FactProcessError(f"unexpected output: {line!r}")
+        i = 0
+        while i < len(found):
+            kind = found[i]
+            size = {b"bin": 3, b"unit": 3, b"cert": 2, b"stat": 7}.get(kind)
+            if size is None or i + size > len(found):
+                raise FactProcessError(f"{PURPOSE}: unexpected field {safe.shown(kind)}")
+            item = [safe.name(f) for f in found[i + 1 : i + size]]
+            i += size
+            if kind in (b"bin", b"unit"):
+                out["bins" if kind == b"bin" else "units"][item[0]] = item[1]
+            elif kind == b"cert":
+                out["certs"].append(item[0])
+            else:
+                mode, user, group, letter, target, path = item
+                if not mode.isdigit() or letter not in TYPES or not path:
+                    raise FactProcessError(f"{PURPOSE}: unexpected entry {safe.shown(' '.join(item))}")
+                entry = {"mode": mode, "user": user, "group": group, "type": TYPES[letter]}
+                if letter == "l":
+                    entry["target"] = target
+                out["stat"][path] = entry
         return out
 
 

@@ -21,6 +21,7 @@ from . import drift, platform
 EPEL = "epel-release"
 EPEL_RHEL = "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"
 DOCKER_CE = "https://download.docker.com/linux"
+LIST = "/etc/apt/sources.list.d/docker.list"  # written atomically: a temporary file beside it, synced, renamed
 DOCKER_OP = "dockguard: Docker installed (docker_install)"
 
 
@@ -53,11 +54,15 @@ def docker_ce_repo(plat: dict[str, Any]) -> str:
     """Shell: add Docker's own package repository (docker-ce) for this distribution."""
     if plat.get("pkg") == "apt":
         keyring = "/etc/apt/keyrings/docker.asc"
+        # The id and codename come from the host's os-release (the preflight refuses a codename that
+        # is not a plain name): quoted here all the same, and the sources line written with printf.
+        repo = f"{DOCKER_CE}/{plat['id']}"
         return (
             f"{install_command(plat, ['ca-certificates', 'curl'])} && install -m 0755 -d /etc/apt/keyrings && "
-            f"curl -fsSL {DOCKER_CE}/{plat['id']}/gpg -o {keyring} && chmod a+r {keyring} && "
-            f'echo "deb [arch=$(dpkg --print-architecture) signed-by={keyring}] {DOCKER_CE}/{plat["id"]} '
-            f'{plat["codename"]} stable" > /etc/apt/sources.list.d/docker.list && apt-get update -q'
+            f"curl -fsSL {shlex.quote(repo + '/gpg')} -o {keyring} && chmod a+r {keyring} && "
+            f"printf 'deb [arch=%s signed-by={keyring}] %s %s stable\\n' \"$(dpkg --print-architecture)\" "
+            f"{shlex.quote(repo)} {shlex.quote(plat['codename'])} > {LIST}.tmp && sync {LIST}.tmp && "
+            f"mv -f {LIST}.tmp {LIST} && apt-get update -q"
         )
     # Docker publishes el9 packages under centos/ (Rocky) and rhel/ (RHEL).
     repo = "rhel" if plat.get("id") == "rhel" else "centos"

@@ -14,12 +14,15 @@ unsupported distribution, or a missing Docker it may not or cannot install.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Any
 
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
-from . import PerHost
+from . import PerHost, safe
 
 # Distributions dockguard supports: os-release ID -> (family, supported VERSION_ID major versions).
 SUPPORTED = {
@@ -52,9 +55,10 @@ class HostPlatform(FactBase):
     def command(self) -> str:
         names = " ".join(PACKAGES)
         return (
+            # os-release is the host's to write: its values, NUL-separated, base64-encoded on one line.
             "if [ -r /etc/os-release ]; then . /etc/os-release; fi; "
-            'echo "id=$ID"; echo "version=$VERSION_ID"; echo "codename=$VERSION_CODENAME"; '
-            'echo "name=$PRETTY_NAME"; echo "like=$ID_LIKE"; '
+            'printf \'os=%s\\n\' "$(printf \'%s\\0\' "$ID" "$VERSION_ID" "$VERSION_CODENAME" "$PRETTY_NAME" '
+            '"$ID_LIKE" | base64 -w0)"; '
             "if command -v apt-get >/dev/null 2>&1; then echo pkg=apt; "
             "elif command -v dnf >/dev/null 2>&1; then echo pkg=dnf; fi; "
             "if command -v dpkg-query >/dev/null 2>&1; then "
@@ -63,7 +67,7 @@ class HostPlatform(FactBase):
             "elif command -v rpm >/dev/null 2>&1; then "
             f"rpm -q --qf 'package=%{{NAME}}\\n' {names} 2>/dev/null | grep '^package='; fi; "
             'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
-            'echo "cmdline=$(cat /proc/cmdline 2>/dev/null)"; '
+            "printf 'cmdline=%s\\n' \"$(cat /proc/cmdline 2>/dev/null)\"; "
             # AppArmor: the kernel's switch, the tools, the loaded profiles (as aa-status reads them,
             # from securityfs, without starting aa-status's Python).
             "echo aa_kernel=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent); "
@@ -92,7 +96,9 @@ class HostPlatform(FactBase):
                 if line.strip():
                     raise FactProcessError(f"unexpected output: {line!r}")
                 continue
-            if key == "package":
+            if key == "os":
+                raw.update(_os_release(value))
+            elif key == "package":
                 installed.append(value)
             elif key == "aa_profile":  # "NAME (MODE)"
                 name, _, mode = value.rpartition(" (")
@@ -131,6 +137,22 @@ class HostPlatform(FactBase):
         }
 
 
+OS_RELEASE = ("id", "version", "codename", "name", "like")
+PURPOSE = "the distribution (/etc/os-release)"
+CODENAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def _os_release(value: str) -> dict[str, str]:
+    """The os-release values (OS_RELEASE) from their base64-encoded NUL-separated form."""
+    try:
+        found = base64.b64decode(value, validate=True).split(b"\0")
+    except (binascii.Error, ValueError):
+        raise FactProcessError(f"{PURPOSE}: output is not base64 (truncated?): {safe.shown(value[:80])}") from None
+    if len(found) != len(OS_RELEASE) + 1 or found[-1]:
+        raise FactProcessError(f"{PURPOSE}: expected {len(OS_RELEASE)} values, got {len(found) - 1}")
+    return {k: safe.text(v, f"{PURPOSE} {k}") for k, v in zip(OS_RELEASE, found, strict=False)}
+
+
 def supported(plat: dict[str, Any]) -> bool:
     entry = SUPPORTED.get(plat.get("id", ""))
     if not entry:
@@ -160,6 +182,12 @@ def problems(plat: dict[str, Any], cfg: dict[str, Any], dockerd_present: bool) -
         name = plat.get("name") or "an unknown distribution"
         return [f"unsupported distribution: {name} (dockguard supports {SUPPORTED_TEXT})"]
     out = []
+    codename = plat.get("codename") or ""
+    if codename and not CODENAME.match(codename):
+        out.append(
+            f"os-release VERSION_CODENAME {safe.shown(codename)!s} is not a plain name (lowercase letters, digits "
+            "and '-'); dockguard puts it in APT sources and commands: fix /etc/os-release"
+        )
     if not plat.get("pkg"):
         out.append("no package manager found (apt-get or dnf)")
     if not dockerd_present:

@@ -102,16 +102,40 @@ def _storage_driver(value: str) -> str | None:
 
 
 def _listen(value: str) -> str | None:
+    # It reaches dockerd's -H flag in a unit file and a shell: nothing but an address and a port.
+    if re.search(r"[\s'\"`$\\;]", value) or not value.isprintable():
+        return (
+            "must be ADDRESS:PORT without whitespace, control characters, quotes, '$', ';' or backslashes "
+            f"(e.g. '0.0.0.0:2376' or '[fe80::1%eth0]:2376'), got {value!r}"
+        )
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         return f"must be ADDRESS:PORT such as '0.0.0.0:2376', got {value!r}"
     bracketed = host.startswith("[") and host.endswith("]")
+    address, _, scope = (host[1:-1] if bracketed else host).partition("%")
+    if "%" in host and not (bracketed and re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", scope)):
+        return f"an IPv6 address with a scope id is written '[fe80::1%eth0]:2376' (an interface name), got {value!r}"
     try:
-        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return f"must be an IP address and a port such as '0.0.0.0:2376', got {value!r}"
-    if (address.version == 6) != bracketed:
+    if scope and ip.version != 6:
+        return f"only an IPv6 address has a scope id, got {value!r}"
+    if (ip.version == 6) != bracketed:
         return f"an IPv6 address goes in brackets ('[::]:2376'), an IPv4 address does not, got {value!r}"
+    return None
+
+
+def _member_names(value: list) -> str | None:
+    """docker_group_members: user names as /etc/group holds them (gpasswd, getent); NSS (LDAP)
+    may supply names with blanks or shell syntax, which dockguard quotes wherever they go."""
+    problem = _strings(value)
+    if problem:
+        return problem
+    for name in value:
+        if any(c in name for c in "\n\0,:") or not name.isprintable():
+            return f"{name!r} cannot be a member name in /etc/group (no newline, NUL, ',', ':' or control characters)"
+    return None
     return None
 
 
@@ -300,16 +324,6 @@ def _pki(value: str) -> str | None:
     return None
 
 
-def _user_names(value: list) -> str | None:
-    bad = _strings(value)
-    if bad:
-        return bad
-    for v in value:
-        if not _USER.match(v):
-            return f"{v!r} is not a user name (lower-case letters, digits, '_' and '-', at most 32)"
-    return None
-
-
 def _plugin_names(value: list) -> str | None:
     bad = _strings(value)
     if bad:
@@ -433,6 +447,16 @@ SCHEMA: dict[str, Setting] = {
             "disappear from view (not deleted) until it is turned off again.",
         ),
         Setting(
+            "docker_start_stopped", bool, False, "-",
+            "Start (and verify) a dockerd that the operator stopped and disabled or masked. Off: such a "
+            "daemon is left stopped, its files are hardened for its next start, and every run says so.",
+        ),
+        Setting(
+            "dockguard_lock_wait", int, 60, "-",
+            "Seconds a run waits for another dockguard run on the same host (the host lock) before it "
+            "fails that host.", check=_positive,
+        ),
+        Setting(
             "docker_cgroup_parent", (str, NoneType), None, "2.10",
             "Parent cgroup of containers; None keeps the default.", check=_cgroup_parent,
         ),
@@ -489,7 +513,7 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "docker_group_members", list, [], "1.1.2",
             "Users allowed in the docker group (root-equivalent). Every other member is reported.",
-            check=_user_names,
+            check=_member_names,
         ),
         Setting(
             "docker_group_enforce", bool, False, "1.1.2",

@@ -8,25 +8,30 @@ placed after every range already in the file, so it never overlaps another user'
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
 
+from . import safe
+
 USER = "dockremap"
 SIZE = 65536
 FIRST = 100000
+PURPOSE = "subordinate id ranges (/etc/subuid, /etc/subgid)"
 
 
 class SubIds(FactBase):
     """/etc/subuid, /etc/subgid and whether the dockremap user and group exist."""
 
     def command(self) -> str:
-        return (
-            "echo '--- subuid'; cat /etc/subuid 2>/dev/null; echo '--- subgid'; cat /etc/subgid 2>/dev/null; "
-            f"echo '--- user'; getent passwd {USER} >/dev/null && echo yes; "
-            f"echo '--- group'; getent group {USER} >/dev/null && echo yes; true"
+        return safe.stream(
+            "subids",
+            "printf 'subuid\\0'; cat /etc/subuid 2>/dev/null; printf '\\0subgid\\0'; cat /etc/subgid 2>/dev/null; "
+            f"printf '\\0'; getent passwd {USER} >/dev/null && printf 'user\\0'; "
+            f"getent group {USER} >/dev/null && printf 'group\\0';",
         )
 
     @staticmethod
@@ -34,24 +39,31 @@ class SubIds(FactBase):
         return {"subuid": [], "subgid": [], "user": False, "group": False}
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {"subuid": [], "subgid": [], "user": False, "group": False}
-        section = None
-        for line in output:
-            if line.startswith("--- "):
-                section = line[4:]
-                continue
-            if section in ("subuid", "subgid"):
+        found = safe.fields(output, "subids", PURPOSE)
+        if found[:1] != [b"subuid"] or found[2:3] != [b"subgid"] or not set(found[4:]) <= {b"user", b"group"}:
+            raise FactProcessError(f"{PURPOSE}: unexpected output (a NUL byte in /etc/subuid or /etc/subgid?)")
+        out: dict[str, Any] = {"subuid": [], "subgid": [], "user": b"user" in found[4:], "group": b"group" in found[4:]}
+        for section, content in (("subuid", found[1]), ("subgid", found[3])):
+            for line in safe.text(content, f"/etc/{section}").splitlines():
                 if not line.strip() or line.startswith("#"):
                     continue
                 parts = line.strip().split(":")
                 if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-                    raise FactProcessError(f"/etc/{section}: unexpected line {line!r}")
+                    raise FactProcessError(f"/etc/{section}: unexpected line {safe.shown(line)}")
                 out[section].append([parts[0], int(parts[1]), int(parts[2])])
-            elif section in ("user", "group"):
-                out[section] = line.strip() == "yes"
-            else:
-                raise FactProcessError(f"unexpected output {line!r}")
         return out
+
+
+def append_command(path: str, line: str) -> str:
+    """Shell: ``path`` with ``line`` added, written atomically: a copy (owner and mode kept,
+    0644 root for a new file) in the same directory, the line appended (after a newline if
+    the file lacks its last one), synced, renamed over ``path``."""
+    tmp = f"{path}.dockguard-tmp"
+    return (
+        f"{{ if [ -e {path} ]; then cp -p {path} {tmp}; else : > {tmp} && chmod 644 {tmp}; fi; }} && "
+        f'{{ [ ! -s {tmp} ] || [ -z "$(tail -c1 {tmp})" ] || echo >> {tmp}; }} && '
+        f"printf '%s\\n' {shlex.quote(line)} >> {tmp} && sync {tmp} && mv -f {tmp} {path}"
+    )
 
 
 def next_free(ranges: list[list]) -> int:
@@ -75,7 +87,7 @@ def remap_user():
     if need:
         start = next_free(live["subuid"] + live["subgid"])
         for f in need:
-            cmds.append(f"echo {USER}:{start}:{SIZE} >> /etc/{f}")
+            cmds.append(append_command(f"/etc/{f}", f"{USER}:{start}:{SIZE}"))
     if not cmds:
         host.noop(f"{USER} and its subordinate ranges exist")
         return

@@ -25,6 +25,8 @@ docker_default_ulimits = {"nofile": {"soft": 65536, "hard": 65536}, "nproc": {"s
 # CIS 2.9: user namespace remapping; refused where it would hide containers/images
 docker_userns_remap = "default"
 docker_userns_allow_hiding = False
+docker_start_stopped = False  # a dockerd stopped and disabled (or masked) on purpose stays stopped
+dockguard_lock_wait = 60  # seconds to wait for another dockguard run on the same host
 # CIS 2.10
 docker_cgroup_parent = None
 # CIS 2.12

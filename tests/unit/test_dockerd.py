@@ -8,11 +8,14 @@ from pyinfra.api.util import get_template
 
 from operations import TEMPLATES, settings
 from operations.dockerd import (
+    command_line,
     daemon_config,
     exec_start,
     flag_conflicts,
+    listener_findings,
     preflight_problems,
     render_daemon_json,
+    render_exec_start,
     restart_reasons,
     supports_validate,
 )
@@ -94,26 +97,77 @@ def test_template_renders_valid_json_with_sorted_keys():
     assert list(json.loads(out)) == sorted(json.loads(out))
 
 
+UNIT = "/lib/systemd/system/docker.service"
+DROPINS = "/etc/systemd/system/docker.service.d"
+VENDOR_UNIT = f"[Unit]\nDescription=Docker\n[Service]\nEnvironmentFile=-/etc/default/docker\nExecStart={VENDOR}\n"
+
+
+def host_files(dropins=None, default=None, daemon=None):
+    """A DockerdState's files, as the fact reads them from the disk."""
+    files = {}
+    if default is not None:
+        files["/etc/default/docker"] = default
+    if daemon is not None:
+        files["/etc/docker/daemon.json"] = daemon
+    return {"fragment": [UNIT, VENDOR_UNIT], "dropins": dropins or {}, "files": files}
+
+
 def test_dropin_keeps_the_vendor_command_and_adds_the_tcp_listener():
-    assert exec_start(VENDOR, DEFAULTS) == VENDOR
-    assert exec_start(VENDOR, DEFAULTS | {"docker_tcp_listen": "0.0.0.0:2376"}) == (
+    conf = daemon_config(DEFAULTS)
+    argv, dropped = exec_start(host_files(), DEFAULTS, conf)
+    assert render_exec_start(argv, host_files()) == VENDOR
+    assert dropped == []
+    argv, _ = exec_start(host_files(), DEFAULTS | {"docker_tcp_listen": "0.0.0.0:2376"}, conf)
+    assert render_exec_start(argv, host_files()) == (
         "/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 --containerd=/run/containerd/containerd.sock $DOCKER_OPTS"
     )
-    # A TCP listener from elsewhere is dropped: dockguard owns listeners.
-    assert exec_start("/usr/bin/dockerd -H fd:// -H tcp://0.0.0.0:2375", DEFAULTS) == "/usr/bin/dockerd -H fd://"
-    assert exec_start("/usr/bin/dockerd --host=tcp://0.0.0.0:2375 -H fd://", DEFAULTS) == "/usr/bin/dockerd -H fd://"
     template = get_template(str(TEMPLATES / "etc/systemd/system/docker.service.d/dockguard.conf.j2"))
     lines = template.render(exec_start=VENDOR).splitlines()
     assert lines[-3:] == ["[Service]", "ExecStart=", f"ExecStart={VENDOR}"]
 
 
-def test_flag_conflicts_name_the_source_and_key():
-    conf = daemon_config(DEFAULTS)
-    assert flag_conflicts({"DOCKER_OPTS in /etc/default/docker": "--icc=false -l debug --dns 8.8.8.8"}, conf) == [
-        "DOCKER_OPTS in /etc/default/docker sets --icc, which daemon.json sets as 'icc'",
-        "DOCKER_OPTS in /etc/default/docker sets -l, which daemon.json sets as 'log-level'",
+def test_an_admin_override_with_a_plain_tcp_listener_is_named_and_left_out():
+    override = "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2375 --data-root /srv/d\n"
+    live = host_files({f"{DROPINS}/zz-override.conf": override, f"{DROPINS}/zzz-dockguard.conf": "[Service]\n"})
+    argv, dropped = exec_start(live, DEFAULTS, daemon_config(DEFAULTS))
+    assert argv == ["/usr/sbin/dockerd", "-H", "fd://", "--data-root", "/srv/d"]
+    assert dropped == [
+        f"CIS 2.7: {DROPINS}/zz-override.conf line 3 opens tcp://0.0.0.0:2375: dockguard's drop-in runs dockerd "
+        "without it"
     ]
-    assert flag_conflicts({"docker.service ExecStart": VENDOR}, conf) == []
+    assert listener_findings(live) == [
+        f"{DROPINS}/zz-override.conf line 3 opens tcp://0.0.0.0:2375 without TLS client verification"
+    ]
+
+
+def test_docker_opts_are_written_out_without_listeners_and_managed_flags():
+    live = host_files(default='# comment\nDOCKER_OPTS="-H tcp://0.0.0.0:2375 --icc=true --dns 10.0.0.53"\n')
+    argv, dropped = exec_start(live, DEFAULTS, daemon_config(DEFAULTS))
+    assert argv == ["/usr/sbin/dockerd", "-H", "fd://", "--containerd=/run/containerd/containerd.sock",
+                    "--dns", "10.0.0.53"]  # fmt: skip
+    assert dropped == [
+        "CIS 2.7: DOCKER_OPTS in /etc/default/docker line 2 opens tcp://0.0.0.0:2375: dockguard's drop-in runs "
+        "dockerd without it",
+        "CIS 2.x: DOCKER_OPTS in /etc/default/docker line 2 sets --icc=true, which daemon.json sets as 'icc': "
+        "dockguard's drop-in runs dockerd without the flag",
+    ]
+
+
+def test_a_dropin_sorting_after_dockguards_is_refused():
+    live = host_files({f"{DROPINS}/zzzz-late.conf": "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd://\n"})
+    assert command_line(live)[1] == [
+        f"{DROPINS}/zzzz-late.conf line 3 sorts after dockguard's drop-in and sets ExecStart=: dockguard cannot own "
+        "dockerd's listeners (CIS 2.7); rename or remove that drop-in"
+    ]
+
+
+def test_flag_conflicts_name_the_source_and_key():
+    conf = daemon_config(DEFAULTS | {"docker_daemon_extra": {"dns": ["8.8.8.8"]}})
+    live = host_files(default="DOCKER_OPTS='--icc=false -l debug --dns 8.8.8.8'\n")
+    assert flag_conflicts(live, conf) == [
+        "DOCKER_OPTS in /etc/default/docker line 1 sets --dns, which daemon.json sets as 'dns' (docker_daemon_extra)"
+    ]
+    assert flag_conflicts(host_files(), conf) == []
 
 
 LIVE_OK = {
@@ -194,15 +248,6 @@ def test_preflight_refuses_live_restore_on_a_swarm_node():
     assert preflight_problems(LIVE_OK | {"swarm": "active"}, DEFAULTS | {"docker_live_restore": False}) == []
 
 
-def test_preflight_refuses_flags_that_daemon_json_also_sets():
-    assert preflight_problems(LIVE_OK | {"default_opts": "--live-restore"}, DEFAULTS) == [
-        "DOCKER_OPTS in /etc/default/docker sets --live-restore, which daemon.json sets as 'live-restore'"
-    ]
-    assert preflight_problems(LIVE_OK | {"sysconfig_opts": "--selinux-enabled --log-driver=journald"}, DEFAULTS) == [
-        "OPTIONS in /etc/sysconfig/docker sets --log-driver, which daemon.json sets as 'log-driver'"
-    ]
-
-
 def test_preflight_refuses_a_host_without_docker():
     assert preflight_problems({"active": "inactive", "dockerd": None}, DEFAULTS) == [
         "dockerd is not installed (install docker.io or docker-ce first)"
@@ -267,6 +312,8 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "docker_tls_renew_days": "renewal margin (tls)",
         "dockguard_pki_dir": "the operator's CA (tls)",
         "docker_userns_allow_hiding": "preflight",
+        "docker_start_stopped": "a stopped and disabled dockerd is started (dockerd.left_stopped)",
+        "dockguard_lock_wait": "the host lock (hostlock)",
         "docker_group_members": "CIS 1.1.2 (docker_group)",
         "docker_group_enforce": "CIS 1.1.2 (docker_group)",
         "lynis_enabled": "CIS 1.2.1 (lynis)",

@@ -122,11 +122,17 @@ def test_a_mac_system_the_family_does_not_have_is_refused():
 
 def test_rhel_sysconfig_selinux_flag_conflicts_with_daemon_json():
     p = plat("rocky9_enforcing")
-    live = {**RUNNING, "sysconfig_opts": "--selinux-enabled --log-driver=journald"}
-    problems = dockerd.preflight_problems(live, cfg(), p)
-    assert "OPTIONS in /etc/sysconfig/docker sets --selinux-enabled, which daemon.json sets as 'selinux-enabled'" in (
-        problems
-    )
+    unit = "[Service]\nEnvironmentFile=-/etc/sysconfig/docker\nExecStart=/usr/bin/dockerd -H fd:// $OPTIONS\n"
+    live = {**RUNNING, "fragment": ["/usr/lib/systemd/system/docker.service", unit],
+            "files": {"/etc/sysconfig/docker": "OPTIONS='--selinux-enabled --log-driver=journald'\n"}}  # fmt: skip
+    conf = dockerd.daemon_config(cfg(), dockerd.selinux_labels(p, cfg()))
+    argv, dropped = dockerd.exec_start(live, cfg(), conf)
+    assert argv == ["/usr/bin/dockerd", "-H", "fd://"]
+    assert (
+        "CIS 2.x: OPTIONS in /etc/sysconfig/docker line 1 sets --selinux-enabled, which daemon.json sets as "
+        "'selinux-enabled': dockguard's drop-in runs dockerd without the flag"
+    ) in dropped
+    assert dockerd.preflight_problems(live, cfg(), p) == []
 
 
 def test_selinux_labelling_missing_from_the_running_daemon_restarts_it():

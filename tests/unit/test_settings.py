@@ -343,9 +343,9 @@ REFUSALS = [
         "('~root/.dockguard/pki')",
     ),
     (
-        {"docker_group_members": ["alice; rm -rf /"]},
-        "docker_group_members: 'alice; rm -rf /' is not a user name (lower-case letters, digits, '_' and '-', "
-        "at most 32)",
+        {"docker_group_members": ["alice,bob"]},
+        "docker_group_members: 'alice,bob' cannot be a member name in /etc/group (no newline, NUL, ',', ':' or "
+        "control characters)",
     ),
     (
         {"docker_authorization_plugins": ["authz broker"]},
