@@ -24,7 +24,7 @@ from typing import Any
 import gevent
 from pyinfra import host, logger
 from pyinfra.api import FactBase, StringCommand, operation
-from pyinfra.api.exceptions import FactProcessError
+from pyinfra.api.exceptions import DeployError, FactProcessError
 from pyinfra.context import ctx_host
 
 from . import PerHost, content, drift, hostlock, platform, say, settings, systemd, tls, userns, warn
@@ -373,6 +373,7 @@ class DockerdState(FactBase):
             f"b dockerd; command -v dockerd 2>/dev/null | tr -d '\\n' {_B64}; "
             "[ -w /etc/docker ] || [ ! -e /etc/docker ] && echo etc_writable=yes; "
             f"b pid1_limits; cat /proc/1/limits 2>/dev/null {_B64}; "
+            "echo pid1_caps=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/1/status 2>/dev/null); "
             'pid=$(v MainPID); if [ "${pid:-0}" -gt 0 ]; then '
             f"b limits; cat /proc/$pid/limits 2>/dev/null {_B64}; "
             f"b cmdline; cat /proc/$pid/cmdline 2>/dev/null {_B64}; "
@@ -456,7 +457,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "process_state": (raw.get("pstate") or "").strip() or None,
         "cmdline": [a for a in (raw.get("cmdline") or "").split("\0") if a],
         "live_listeners": _ss_listeners(raw.get("listen") or ""),
-        "hard_limits": _hard_limits(raw.get("limits"), unit, raw.get("pid1_limits")),
+        "hard_limits": _hard_limits(raw.get("limits"), unit, raw.get("pid1_limits"), raw.get("pid1_caps") or ""),
         "info_rc": int(raw["info_rc"]) if raw.get("info_rc", "").isdigit() else None,
         "info_error": None,
         "server_version": None,
@@ -528,13 +529,20 @@ def _limits(text: str | None) -> dict[str, int]:
     return out
 
 
-def _hard_limits(live: str | None, unit: dict[str, str], pid1: str | None) -> dict[str, int]:
+CAP_SYS_RESOURCE = 24
+
+
+def _hard_limits(live: str | None, unit: dict[str, str], pid1: str | None, pid1_caps: str = "") -> dict[str, int]:
     """dockerd's own hard limits: a container's default ulimit cannot exceed them. From the
-    running process; for a stopped daemon, from its unit (LimitNOFILE=, LimitNPROC=) capped
-    by what PID 1 itself has (no child of it can get more)."""
+    running process; for a stopped daemon, from its unit (LimitNOFILE=, LimitNPROC=), capped
+    by PID 1's own limits where PID 1 cannot raise them (no CAP_SYS_RESOURCE: a container)."""
     if live:
         return _limits(live)
-    cap = _limits(pid1)
+    try:
+        can_raise = bool(int(pid1_caps, 16) >> CAP_SYS_RESOURCE & 1)
+    except ValueError:
+        can_raise = True
+    cap = {} if can_raise else _limits(pid1)
     out = {}
     for name, prop in (("nofile", "LimitNOFILE"), ("nproc", "LimitNPROC")):
         value = unit.get(prop, "")
@@ -828,6 +836,8 @@ def refuse(h, why: str) -> None:
     h = h._get_module() if hasattr(h, "_get_module") else h  # pyinfra's `host` is a context proxy
     logger.error(f"{h.print_prefix}dockguard: this host is refused, nothing was changed on it: {why}")
     _refused.add(h.name)
+    if state.active_hosts <= {h}:  # pyinfra would stop with "No hosts remaining!" and no reason
+        raise DeployError(f"dockguard: no host left to harden: {h.name} was refused: {why}")
     state.fail_hosts({h})
 
 

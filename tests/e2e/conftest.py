@@ -68,7 +68,8 @@ class Lab:
         self.ssh(
             name,
             "systemctl stop docker.service docker.socket; rm -rf /etc/docker/daemon.json /etc/docker/tls "
-            "/etc/docker/seccomp /etc/systemd/system/docker.service.d/dockguard.conf /var/lib/dockguard; "
+            "/etc/docker/seccomp /etc/systemd/system/docker.service.d/dockguard.conf "
+            "/etc/systemd/system/docker.service.d/zzz-dockguard.conf /var/lib/dockguard; "
             "systemctl daemon-reload; systemctl reset-failed docker.service; systemctl start docker.service && "
             "docker ps -aq | xargs -r docker rm -f >/dev/null && docker image prune -af >/dev/null",
         )

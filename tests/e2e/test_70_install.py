@@ -24,7 +24,10 @@ def test_docker_installed_and_hardened_in_one_run(lab):
 
     refused = lab.apply(limit=host)  # docker_install is off by default
     assert refused.rc != 0
-    assert f"{host}: dockerd is not installed: install Docker first, or set docker_install: True" in refused.stderr
+    assert (
+        f"[{host}] dockguard: this host is refused, nothing was changed on it: dockerd is not installed: install "
+        "Docker first, or set docker_install: True"
+    ) in refused.stderr
     assert not lab.ssh(host, "command -v dockerd", check=False).strip()  # nothing changed
 
     data = {host: {"docker_install": True}}
