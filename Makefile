@@ -83,7 +83,7 @@ test: venv deps
 	$(MAKE) lab-leftovers
 
 readme: venv  ## regenerate the README's table of settings from operations/settings.py
-	$(BIN)/python -c 'import re, pathlib; from operations.settings import markdown_table as t; \
+	$(BIN)/python -c 'import re, pathlib; from dockguard.settings import markdown_table as t; \
 		p = pathlib.Path("README.md"); s = p.read_text(); \
 		p.write_text(re.sub(r"(<!-- settings:start[^\n]*-->\n).*?(<!-- settings:end -->)", \
 		lambda m: m[1] + t() + "\n" + m[2], s, flags=re.S))'

@@ -208,10 +208,12 @@ def ansible_inventory(dg_inventory: Path, work: Path, tag: str) -> Path:
 def make_ansible_inventory(dg_inventory: Path, path: Path) -> None:
     check_settings_supported(dg_inventory)
     work = path.parent
-    from operations import audit, content, docker_files, dockerd, fleet, hostpaths, settings
+    from dockguard.operations import audit, content, docker_files, dockerd, hostpaths
+
+    from dockguard import fleet, settings
 
     try:  # CIS 5.1 (AppArmor), where this checkout of dockguard has it
-        from operations import mac
+        from dockguard.operations import mac
     except ImportError:
         mac = None
     inventory = fleet.load(dg_inventory)
@@ -258,7 +260,7 @@ def make_ansible_inventory(dg_inventory: Path, path: Path) -> None:
 
 def check_settings_supported(inventory: Path) -> None:
     """The playbook covers the lab's settings; refuse others rather than compare unequal work."""
-    from operations import fleet, settings
+    from dockguard import fleet, settings
 
     for h in fleet.load(inventory):
         cfg = settings.resolve(h.data.dict())

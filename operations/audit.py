@@ -23,18 +23,17 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from . import content, drift, hostpaths, packages, platform, safe, warn
+from dockguard import registry
+
+from . import Context, content, drift, hostpaths, packages, platform, safe, warn
 from .dockerd import DAEMON_JSON
 
-RULES_FILE = "/etc/audit/rules.d/dockguard-docker.rules"
+RULES_FILE = registry.AUDIT_RULES
 RUNNING_OP = "CIS 1.1: auditd enabled and running"
 LOAD_OP = "CIS 1.1: audit rules loaded and verified in the kernel"
 KEY = "docker"
 # CIS 1.1.x paths (besides binaries and units, found per host).
-AUDITED = (
-    "/var/lib/docker", "/etc/docker", "/run/containerd", "/etc/default/docker", "/etc/sysconfig/docker",
-    "/etc/docker/daemon.json", "/etc/containerd/config.toml", "/run/containerd/containerd.sock",
-)  # fmt: skip
+AUDITED = registry.audited()
 
 
 def watched_paths(paths: dict[str, Any]) -> list[str]:
@@ -168,7 +167,7 @@ def loaded(wanted: list[str], live: dict[str, Any] | None = None):
     )
 
 
-def configure(cfg: dict[str, Any]) -> list:
+def configure(ctx: Context) -> list:
     """CIS 1.1.3-1.1.18."""
     live = host.get_fact(AuditState)
     paths = hostpaths.current()

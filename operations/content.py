@@ -24,7 +24,9 @@ from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.util import get_template
 
-from . import TEMPLATES, hostlock
+from dockguard import registry
+
+from . import TEMPLATES, Context, hostlock
 
 
 class Digests(FactBase):
@@ -96,28 +98,17 @@ def atomic_write(path: str, data: bytes, digest: str | None, mode: str = "644"):
 
 # Every file dockguard renders: the first area to ask reads all their digests in one
 # command, for the areas after it (the files are not written until the operations run).
-MANAGED = (
-    "/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf",
-    "/etc/systemd/system/docker.service.d/dockguard.conf",
-    "/etc/docker/seccomp/dockguard.json", "/etc/systemd/system/docker.socket.d/dockguard.conf",
-    "/etc/audit/rules.d/dockguard-docker.rules", "/etc/lynis/dockguard.prf", "/etc/apparmor.d/dockguard-default",
-)  # fmt: skip
-_digests: dict[str, dict[str, str | None]] = {}
+MANAGED = registry.managed_files()
 
 
 def digests(paths: list[str]) -> dict[str, str | None]:
     """The digests of ``paths`` as this host has them now (read once per run, see MANAGED)."""
-    known = _digests.setdefault(host.name, {})
+    known = Context.of().area("content")
     missing = [p for p in paths if p not in known]
     if missing:
         wanted = missing if known else sorted(set(MANAGED) | set(missing))
         known.update(host.get_fact(Digests, paths=wanted))
     return {p: known.get(p) for p in paths}
-
-
-def forget() -> None:
-    """Read the digests again on next use (Docker was installed in this run)."""
-    _digests.pop(host.name, None)
 
 
 def files(specs: dict[str, tuple[str, str]], names: dict[str, str]) -> list:

@@ -22,10 +22,12 @@ from typing import Any
 from pyinfra import host, state
 from pyinfra.api import operation
 
-from . import content, drift, hostpaths, safe, say, warn
+from dockguard import registry
+
+from . import Context, content, drift, hostpaths, safe, say, warn
 from .hostpaths import DockerHostPaths
 
-SOCKET_DROPIN = "/etc/systemd/system/docker.socket.d/dockguard.conf"
+SOCKET_DROPIN = registry.SOCKET_DROPIN
 LINK = "symbolic link"
 PERMISSIONS_OP = "CIS 3.x: owner and mode of Docker files, sockets, units and certificates"
 
@@ -40,24 +42,8 @@ class PathRule:
     exact: bool = False  # the mode must be max_mode itself (private keys: exactly 0400)
 
 
-FIXED_RULES = [
-    PathRule("3.5/3.6", "/etc/docker", "root", "root", "755"),
-    PathRule("3.7/3.8", "/etc/docker/certs.d", "root", "root", "755"),
-    PathRule("3.9/3.10", "/etc/docker/tls/ca.pem", "root", "root", "444"),
-    PathRule("3.11/3.12", "/etc/docker/tls/server-cert.pem", "root", "root", "444"),
-    PathRule("3.13/3.14", "/etc/docker/tls/server-key.pem", "root", "root", "400", exact=True),
-    PathRule("3.15/3.16", "/var/run/docker.sock", "root", "docker", "660"),
-    PathRule("3.17/3.18", "/etc/docker/daemon.json", "root", "root", "644"),
-    PathRule("3.19/3.20", "/etc/default/docker", "root", "root", "644"),
-    PathRule("3.21/3.22", "/etc/sysconfig/docker", "root", "root", "644"),
-    PathRule("3.23/3.24", "/run/containerd/containerd.sock", "root", "root", "660"),
-    PathRule("3.1/3.2", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf", "root", "root", "644"),
-    PathRule("3.3/3.4", SOCKET_DROPIN, "root", "root", "644"),
-    # Files dockguard writes for other controls: their content is written there, owner and mode here.
-    PathRule("1.1", "/etc/audit/rules.d/dockguard-docker.rules", "root", "root", "640"),
-    PathRule("5.1", "/etc/apparmor.d/dockguard-default", "root", "root", "644"),
-    PathRule("1.2.1", "/etc/lynis/dockguard.prf", "root", "root", "644"),
-]
+# Every fixed path with an owner/mode rule, from the registry.
+FIXED_RULES = [PathRule(p.cis, p.path, p.owner, p.group, p.mode, p.exact) for p in registry.mode_rules()]
 
 
 def rules_for(paths: dict[str, Any]) -> list[PathRule]:
@@ -65,13 +51,13 @@ def rules_for(paths: dict[str, Any]) -> list[PathRule]:
     distribution keeps them, and each registry certificate (3.7/3.8)."""
     rules = list(FIXED_RULES)
     units = paths.get("units", {})
-    if "docker.service" in units:
-        rules.append(PathRule("3.1/3.2", units["docker.service"], "root", "root", "644"))
-    if "docker.socket" in units:
-        rules.append(PathRule("3.3/3.4", units["docker.socket"], "root", "root", "644"))
+    for unit, (cis, _) in registry.UNIT_RULES.items():
+        if unit in units:
+            rules.append(PathRule(cis, units[unit], "root", "root", "644"))
+    cis, mode = registry.CERT_RULE
     for cert in paths.get("certs", []):
         kind = paths.get("stat", {}).get(cert, {}).get("type", "")
-        rules.append(PathRule("3.7/3.8", cert, "root", "root", "755" if kind == "directory" else "444"))
+        rules.append(PathRule(cis, cert, "root", "root", "755" if kind == "directory" else mode))
     return rules
 
 
@@ -153,9 +139,10 @@ def permissions(prepared: dict[str, Any] | None = None, earlier: list | None = N
     yield " && ".join(c for _, cmds in found for c in cmds)
 
 
-def configure(cfg, earlier: list) -> list:
+def configure(ctx: Context) -> list:
     """CIS 3.x (``earlier``: the operations of this run before this area). Returns the
     operations whose change matters to later areas."""
+    earlier = list(ctx.changed)
     (socket,) = content.files(
         {SOCKET_DROPIN: (content.render("etc/systemd/system/docker.socket.d/dockguard.conf.j2"), "644")},
         {SOCKET_DROPIN: "CIS 3.15/3.16: docker.socket creates docker.sock root:docker 0660"},

@@ -11,13 +11,11 @@ the shell quoted as one word (safe.arg) and the operator's terminal escaped
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from . import drift, safe, warn
+from . import Context, drift, safe, warn
 
 GROUP = "docker"
 PURPOSE = "docker group members (getent group docker)"
@@ -106,7 +104,8 @@ def members(allowed: list[str], enforce: bool):
 GROUP_OP = "CIS 1.1.2: only trusted users in the docker group"
 
 
-def configure(cfg: dict[str, Any]) -> list:
+def configure(ctx: Context) -> list:
+    cfg = ctx.cfg
     return [
         members(
             name=GROUP_OP,

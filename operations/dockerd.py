@@ -25,24 +25,25 @@ import gevent
 from pyinfra import host, logger
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
-from pyinfra.context import ctx_host
 
-from . import PerHost, content, drift, hostlock, platform, say, settings, systemd, tls, userns, warn
+from dockguard import compat, registry, settings
 
-DAEMON_JSON = "/etc/docker/daemon.json"
+from . import Context, PerHost, content, drift, hostlock, platform, say, systemd, tls, userns, warn
+
+DAEMON_JSON = registry.DAEMON_JSON
 DEFAULTS_FILE = "/etc/default/docker"
 SYSCONFIG_FILE = "/etc/sysconfig/docker"
 DROPIN_DIR = "/etc/systemd/system/docker.service.d"
 # dockguard's drop-in sorts after the drop-ins people write ("override.conf", "99-x.conf",
 # "zz-override.conf"), so its ExecStart= is the one systemd runs; the name it had before.
-DROPIN = f"{DROPIN_DIR}/zzz-dockguard.conf"
-LEGACY_DROPIN = f"{DROPIN_DIR}/dockguard.conf"
-SECCOMP_PROFILE = "/etc/docker/seccomp/dockguard.json"
+DROPIN = registry.DROPIN
+LEGACY_DROPIN = registry.LEGACY_DROPIN
+SECCOMP_PROFILE = registry.SECCOMP_PROFILE
 STATE_DIR = "/var/lib/dockguard"
 APPLIED = f"{STATE_DIR}/dockerd.applied"  # digest of the config files dockerd last started healthy with
 KNOWN_GOOD = f"{STATE_DIR}/known-good"  # copies of those files, restored when a restart fails
 # Every file whose change needs a dockerd restart; their digest is APPLIED.
-CONFIG_FILES = (DAEMON_JSON, DROPIN, SECCOMP_PROFILE, tls.CA_CERT, tls.SERVER_CERT, tls.SERVER_KEY)
+CONFIG_FILES = registry.rollback_set()
 # The digest of the config files: the fact reads it, a healthy restart records it.
 CONFIG_DIGEST = f"cat {' '.join(CONFIG_FILES)} 2>/dev/null | sha256sum | cut -d' ' -f1"
 HEALTH_TIMEOUT = 60
@@ -817,7 +818,7 @@ _live = PerHost(DockerdState)
 
 
 def _read_state(h) -> tuple[dict[str, Any], dict[str, Any], dict | None]:
-    with ctx_host.use(h):
+    with compat.on_host(h):
         live, plat = h.get_fact(DockerdState), h.get_fact(platform.HostPlatform)
         root = needs_disk(live) if live else None
         disk = h.get_fact(DockerStorage, root=root) if root else None
@@ -831,21 +832,16 @@ _fact_errors: dict[str, str] = {}
 
 def refuse(h, why: str) -> None:
     """Fail host ``h`` alone, with one line naming it and the cause (every other host goes on)."""
-    from pyinfra import state
 
-    h = h._get_module() if hasattr(h, "_get_module") else h  # pyinfra's `host` is a context proxy
+    h = compat.real_host(h)
     logger.error(f"{h.print_prefix}dockguard: this host is refused, nothing was changed on it: {why}")
     _refused.add(h.name)
-    if state.active_hosts <= {h}:  # pyinfra would stop with "No hosts remaining!" and no reason
+    if not compat.fail_host(h):  # the last host: pyinfra would stop with a bare "No hosts remaining!"
         raise DeployError(f"dockguard: no host left to harden: {h.name} was refused: {why}")
-    state.fail_hosts({h})
 
 
 def refused(h) -> bool:
-    from pyinfra import state
-
-    h = h._get_module() if hasattr(h, "_get_module") else h
-    return h.name in _refused or h in state.failed_hosts
+    return compat.real_host(h).name in _refused or compat.is_failed(h)
 
 
 def preflight(hosts: list) -> None:
@@ -881,7 +877,6 @@ def preflight(hosts: list) -> None:
 
 
 live_state = _live.get  # this host's DockerdState as the preflight read it
-forget = _live.forget
 
 
 # --------------------------------------------------------------------------- operations
@@ -1079,9 +1074,10 @@ def _dropped_keys(live: dict[str, Any], conf: dict[str, Any]) -> list[str]:
     return sorted(k for k in current if k not in conf) if isinstance(current, dict) else []
 
 
-def configure(cfg: dict[str, Any]) -> list:
+def configure(ctx: Context) -> list:
     """CIS 2.2-2.18: daemon.json and the drop-in, then restart only if needed.
     Returns the operations that may change the host."""
+    cfg = ctx.cfg
     live = live_state()
     plat = platform.current()
     selinux = selinux_labels(plat, cfg)

@@ -11,21 +11,14 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from dockguard import registry
+
 from . import PerHost, safe
 
-BINARIES = ("docker", "dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1",
-            "containerd-shim-runc-v2", "runc")  # fmt: skip
+BINARIES = tuple(registry.BINARY_WATCHES)
 UNITS = ("docker.service", "docker.socket", "containerd.service")
 # Fixed paths of CIS 1.1.x and 3.x; only those that exist are used.
-PATHS = (
-    "/var/lib/docker", "/etc/docker", "/etc/docker/certs.d", "/run/containerd", "/etc/default/docker",
-    "/etc/sysconfig/docker",
-    "/etc/docker/daemon.json", "/etc/containerd/config.toml", "/run/containerd/containerd.sock",
-    "/var/run/docker.sock", "/etc/docker/tls/ca.pem", "/etc/docker/tls/server-cert.pem",
-    "/etc/docker/tls/server-key.pem", "/etc/systemd/system/docker.service.d/zzz-dockguard.conf",
-    "/etc/systemd/system/docker.socket.d/dockguard.conf", "/etc/audit/rules.d/dockguard-docker.rules",
-    "/etc/apparmor.d/dockguard-default", "/etc/lynis/dockguard.prf",
-)  # fmt: skip
+PATHS = registry.stat_paths()
 
 
 # find -printf, never following a link (find -P, the default, lstat()s every path):
@@ -86,4 +79,3 @@ class DockerHostPaths(FactBase):
 
 _cache = PerHost(DockerHostPaths)
 current = _cache.get  # this host's paths as read while it is prepared (once, for every area)
-forget = _cache.forget

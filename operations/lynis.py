@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files
 
-from . import ROOT, content, drift, packages, platform, say
+from . import ROOT, Context, content, drift, packages, platform, say
 
 REPORT = "/var/log/lynis-report.dat"
 PROFILE = "/etc/lynis/dockguard.prf"
@@ -145,9 +145,10 @@ def reports_path(cfg: dict[str, Any]) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
-def configure_before(cfg: dict[str, Any]) -> list:
-    """First in deploy.py: the baseline audit of a host that has no report yet.
-    Returns the operation that writes dockguard's Lynis profile (if Lynis is on)."""
+def baseline_area(ctx: Context) -> list:
+    """First area: the baseline audit of a host that has no report yet. Returns the
+    operation that writes dockguard's Lynis profile (if Lynis is on)."""
+    cfg = ctx.cfg
     if not cfg["lynis_enabled"]:
         return []
     live = host.get_fact(LynisReport)
@@ -166,21 +167,18 @@ def configure_before(cfg: dict[str, Any]) -> list:
     )
     no_report = index_of(live["report"]) is None
     baseline(name="CIS 1.2.1: Lynis baseline before hardening", _if=lambda: no_report)
-    _state[host.name] = {"profile": profile, "no_report": no_report}
+    ctx.area("lynis")["profile"] = profile
     return [profile]
 
 
-_state: dict[str, dict[str, Any]] = {}
-
-
-def configure_after(cfg: dict[str, Any], changed: list) -> None:
-    """Last in deploy.py: audit again if anything changed, save the report, print, gate."""
+def configure(ctx: Context) -> list:
+    """Last area: audit again if anything changed, save the report, print, gate."""
+    cfg, changed = ctx.cfg, list(ctx.changed)
     if not cfg["lynis_enabled"]:
-        return
-    before = _state[host.name]
+        return []
     audit(
         name="CIS 1.2.1: Lynis audit after hardening",
-        _if=lambda: before["profile"].did_change() or any(op.did_change() for op in changed),
+        _if=lambda: any(op.did_change() for op in changed),
     )
     reports = reports_path(cfg)
     reports.mkdir(parents=True, exist_ok=True)
@@ -194,3 +192,4 @@ def configure_after(cfg: dict[str, Any], changed: list) -> None:
         reports_dir=str(reports),
         minimum=cfg["lynis_min_hardening_index"],
     )
+    return []

@@ -32,7 +32,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import server
 
-from . import content, drift, packages, platform, say, warn
+from . import Context, content, drift, packages, platform, say, warn
 
 PROFILE = "dockguard-default"
 PROFILE_FILE = platform.APPARMOR_PROFILE_FILE
@@ -163,8 +163,9 @@ def selinux(cfg: dict[str, Any], plat: dict[str, Any]) -> list:
     return ops
 
 
-def configure(cfg: dict[str, Any]) -> list:
+def configure(ctx: Context) -> list:
     """CIS 5.1 (AppArmor) or 5.2 (SELinux), whichever this host's MAC system is."""
+    cfg = ctx.cfg
     plat = platform.current()
     kind = platform.mac(plat, cfg)
     if kind is None:

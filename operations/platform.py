@@ -219,4 +219,3 @@ def problems(plat: dict[str, Any], cfg: dict[str, Any], dockerd_present: bool) -
 _cache = PerHost(HostPlatform)
 remember = _cache.set
 current = _cache.get  # this host's HostPlatform (as the preflight read it, or read now)
-forget = _cache.forget

@@ -58,6 +58,7 @@ lynis_enabled = True
 lynis_min_hardening_index = None
 lynis_reports_dir = "reports/lynis"
 # Installing Docker where it is missing (off: such a host is refused), and from where
+dockguard_disabled_areas = []  # control areas left alone (lynis, mac, dockerd, files, audit, docker_group)
 docker_install = False
 docker_source = "distribution"
 # CIS 5.1/5.2: AppArmor on Debian/Ubuntu, SELinux on the RHEL family ("auto")

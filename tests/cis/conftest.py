@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from operations import fleet
+from dockguard import fleet
 
 TEST_IMAGE = "dockguard-test:busybox"
 LAB_IMAGE_TAR = "/opt/dockguard-lab/busybox.tar"
@@ -50,7 +50,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="module")
 def cfg(host, request):
     """The dockguard settings of the host under test (defaults when unknown)."""
-    from operations import settings
+    from dockguard import settings
 
     name = host.backend.hostname
     return request.config._dockguard_settings.get(name) or settings.defaults()
@@ -89,3 +89,24 @@ def unless_opted_out(cfg):
             pytest.skip(f"CIS {control}: {key}={cfg[key]!r} is set for this host (an operator decision)")
 
     return check
+
+
+# Which control area (dockguard_disabled_areas) each test belongs to, by its name.
+_AREA_OF = (
+    ("test_cis_1_1_2_", "docker_group"), ("test_cis_1_1_", "audit"), ("test_cis_1_2_1_", "lynis"),
+    ("test_cis_2_", "dockerd"), ("test_cis_3_", "files"), ("test_cis_5_", "mac"),
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def area_switched_off(request):
+    """A test of an area the operator switched off for this host is skipped with the reason."""
+    if "host" not in request.fixturenames:
+        return
+    settings = request.getfixturevalue("cfg")
+    name = request.node.name
+    for prefix, area in _AREA_OF:
+        if name.startswith(prefix):
+            if area in settings.get("dockguard_disabled_areas", ()):
+                pytest.skip(f"dockguard_disabled_areas: {area!r} is switched off for this host (an operator decision)")
+            return

@@ -10,8 +10,7 @@ machine that runs it); the file and package checks still run there.
 import json
 
 import pytest
-
-from operations import mac, platform
+from dockguard.operations import mac, platform
 
 PROFILE = mac.PROFILE
 

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from operations import safe
+from dockguard.operations import safe
 
 
 def encode(tag: str, records: list[list[str]], end: bool = True) -> str:

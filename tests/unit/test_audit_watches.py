@@ -3,10 +3,9 @@ as one word is left out and reported; every path stays literal in the shell."""
 
 import subprocess
 
+from dockguard.operations import audit, safe
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra_testing.util import FakeState, create_host
-
-from operations import audit, safe
 
 PATHS = {
     "bins": {"dockerd": "/opt/docker bin/dockerd", "runc": "/usr/sbin/runc", "docker": "/opt/esc\x1b[2J/docker"},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import cli
+from dockguard import cli
 
 PLAN = [
     {
@@ -96,7 +96,7 @@ def test_lock_keeps_a_second_run_out(tmp_path):
 def test_cron_line():
     line = cli.cron_line("/srv/inv/site.py", True, "*/15 * * * *", "alice")
     assert line.startswith("*/15 * * * * alice ")
-    assert line.endswith("/dockguard drift /srv/inv/site.py --fix </dev/null 2>&1 | logger -t dockguard-drift")
+    assert line.endswith(" -m dockguard drift /srv/inv/site.py --fix </dev/null 2>&1 | logger -t dockguard-drift")
     with pytest.raises(cli.UnitError):
         cli.cron_line("/srv/inv/site.py", False, "* * * *", "alice")
     with pytest.raises(cli.UnitError):
@@ -357,9 +357,9 @@ def _units(tmp_path, inventory="/srv/inv/site.py", **kw):
 
 def test_unit_values_are_escaped(tmp_path):
     service = _units(tmp_path, inventory='/srv/my inv/100% "$HOME" \\x.py')
-    root = cli.ROOT
+    python = cli.COMMAND[0]
     assert (
-        f'ExecStart="{root}/dockguard" "drift" "/srv/my inv/100%% \\"$$HOME\\" \\\\x.py" '
+        f'ExecStart="{python}" "-m" "dockguard" "drift" "/srv/my inv/100%% \\"$$HOME\\" \\\\x.py" '
         '"--lock" "/home/alice/.local/state/dockguard/drift.lock" "--fix"'
     ) in service.splitlines()
     assert 'Description=dockguard drift check of /srv/my inv/100%% "$HOME" \\x.py' in service.splitlines()
@@ -446,7 +446,7 @@ def test_install_timer_writes_units_for_the_operator(inventory, tmp_path, monkey
 
 
 def test_rotate_ca_stops_at_a_failed_stage_and_resumes_there(tmp_path, capsys):
-    from operations import tls
+    from dockguard import pki as tls
 
     pki = tmp_path / "pki"
     tls.ensure_ca(pki, dry=False)
@@ -463,7 +463,7 @@ def test_rotate_ca_stops_at_a_failed_stage_and_resumes_there(tmp_path, capsys):
 
 
 def test_rotate_ca_one_stage_at_a_time(tmp_path):
-    from operations import tls
+    from dockguard import pki as tls
 
     pki = tmp_path / "pki"
     tls.ensure_ca(pki, dry=False)

@@ -4,10 +4,8 @@ decision to restart dockerd."""
 import json
 
 import pytest
-from pyinfra.api.util import get_template
-
-from operations import TEMPLATES, settings
-from operations.dockerd import (
+from dockguard.operations import TEMPLATES
+from dockguard.operations.dockerd import (
     command_line,
     daemon_config,
     exec_start,
@@ -19,6 +17,9 @@ from operations.dockerd import (
     restart_reasons,
     supports_validate,
 )
+from pyinfra.api.util import get_template
+
+from dockguard import settings
 
 DEFAULTS = settings.defaults()
 VENDOR = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS"
@@ -313,6 +314,7 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "dockguard_pki_dir": "the operator's CA (tls)",
         "docker_userns_allow_hiding": "preflight",
         "docker_start_stopped": "a stopped and disabled dockerd is started (dockerd.left_stopped)",
+        "dockguard_disabled_areas": "areas left alone (dockguard/deploy.py)",
         "dockguard_lock_wait": "the host lock (hostlock)",
         "docker_group_members": "CIS 1.1.2 (docker_group)",
         "docker_group_enforce": "CIS 1.1.2 (docker_group)",

@@ -8,4 +8,4 @@ from pyinfra_testing.facts import make_fact_tests
 BASE = Path(__file__).parent / "facts"
 
 for _path in sorted(d.name for d in BASE.iterdir() if d.is_dir()):
-    locals()[_path] = make_fact_tests("operations", _path, BASE / _path)
+    locals()[_path] = make_fact_tests("dockguard.operations", _path, BASE / _path)

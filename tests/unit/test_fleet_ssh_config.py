@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operations.fleet import UnsafeValue, ssh_config, ssh_value
+from dockguard.fleet import UnsafeValue, ssh_config, ssh_value
 
 
 class Data(dict):

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from operations import audit, docker_group, lynis
+from dockguard.operations import audit, docker_group, lynis
 
 FIXTURES = Path(__file__).parent / "facts"
 

@@ -5,8 +5,8 @@ link reported, never chowned or chmodded through."""
 import shlex
 import subprocess
 
-from operations import docker_files, hostpaths, safe
-from operations.docker_files import PathRule
+from dockguard.operations import docker_files, hostpaths, safe
+from dockguard.operations.docker_files import PathRule
 
 
 def sh(script: str) -> bytes:

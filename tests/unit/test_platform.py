@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from dockguard.operations import audit, docker_files, dockerd, mac, platform
 
-from operations import audit, docker_files, dockerd, mac, platform, settings
+from dockguard import settings
 
 FACTS = Path(__file__).parent / "facts"
 

@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dockguard.operations import packages, platform, safe
 from pyinfra.api.exceptions import FactProcessError
 
-from operations import packages, platform, safe, settings
+from dockguard import settings
 
 FACTS = Path(__file__).parent / "facts" / "platform.HostPlatform"
 

@@ -2,7 +2,7 @@
 
 import json
 
-from operations import controls, report
+from dockguard import controls, report
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">

@@ -7,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dockguard.operations import docker_group, safe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyinfra.api.exceptions import FactProcessError
 
-from operations import docker_group, safe
 from tests.unit.streams import encode
 
 FACTS = Path(__file__).parent / "facts"

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from operations import settings
+from dockguard import settings
 
 ALL_PY = Path(__file__).resolve().parents[2] / "inventory/group_data/all.py"
 

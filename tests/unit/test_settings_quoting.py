@@ -2,7 +2,7 @@
 
 import pytest
 
-from operations import settings
+from dockguard import settings
 
 
 @pytest.mark.parametrize(

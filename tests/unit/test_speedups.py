@@ -1,8 +1,8 @@
-"""operations/speedups.py gives pyinfra the same operation order as pyinfra's own code."""
+"""dockguard/compat.py gives pyinfra the same operation order as pyinfra's own code."""
 
 from types import SimpleNamespace
 
-from operations import speedups
+from dockguard import compat as speedups
 
 
 def _nested(state, depth, out):
@@ -32,5 +32,5 @@ def test_same_line_numbers_as_pyinfra(monkeypatch):
 
 
 def test_installed_where_pyinfra_calls_it():
-    speedups.install()
+    speedups.install_speedups()
     assert speedups._operation.get_operation_order_from_stack is speedups.get_operation_order_from_stack

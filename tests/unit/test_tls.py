@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from operations import tls
+from dockguard import pki as tls  # the CA on the operator's machine
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_ca_key_and_client_credentials_live_apart(pki):
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     client = x509.load_pem_x509_certificate((_client(pki) / "cert.pem").read_bytes())
     client.verify_directly_issued_by(ca)
-    left = (client.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).days
+    left = (client.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
     assert 28 <= left <= 30  # short-lived by default
 
 
@@ -154,7 +154,7 @@ def test_the_passphrase_can_come_from_a_file_descriptor(monkeypatch, tmp_path):
 
 def test_pki_client_issues_short_lived_credentials(pki):
     cert = tls.issue_client(pki, days=7)
-    assert 6 <= (cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).days <= 7
+    assert 6 <= (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days <= 7
     assert x509.load_pem_x509_certificate((_client(pki) / "cert.pem").read_bytes()).serial_number == cert.serial_number
 
 

@@ -4,9 +4,9 @@ import os
 import subprocess
 
 import pytest
+from dockguard.operations import userns
 from pyinfra.api.exceptions import FactProcessError
 
-from operations import userns
 from tests.unit.streams import encode
 
 

@@ -321,7 +321,7 @@ def test_host_data_passes_dockguard_validation(lab, tmp_path):
     )
     script = (
         "import sys, json\n"
-        "from operations import fleet\n"
+        "from dockguard import fleet\n"
         f"inv = fleet.load({str(inventory_file)!r})\n"
         "s = fleet.host_settings(inv)\n"
         "print(json.dumps({n: [s[n]['_groups'], s[n]['docker_install'], s[n]['docker_source']] for n in s}))\n"

@@ -34,9 +34,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import ROOT, TEMPLATES, fleet, tls
+from . import DEPLOY_FILE, ROOT, TEMPLATES, compat, fleet, pki
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+# How a unit or a cron line runs dockguard: this Python, the package (installed, or this checkout).
+COMMAND = [sys.executable, "-m", "dockguard"]
 _CIS = re.compile(r"^CIS ([0-9][0-9./x-]*):")
 # Operations gated by `_if` show up as "conditional" in a dry run whatever the host's state;
 # their controls report drift through notes instead (see operations.drift()).
@@ -86,13 +88,13 @@ def drift_items(notes: list[dict], plan: list[dict], name: str) -> list[dict[str
 def _passphrase_fds(env: dict[str, str]) -> tuple[int, ...]:
     """Hand the CA key's passphrase (read here once from DOCKGUARD_CA_PASSPHRASE_FD) to pyinfra
     on a fresh pipe, never in its environment."""
-    if not os.environ.get(tls.PASSPHRASE_FD_ENV):
+    if not os.environ.get(pki.PASSPHRASE_FD_ENV):
         return ()
-    secret = tls.passphrase() or b""
+    secret = pki.passphrase() or b""
     r, w = os.pipe()
     os.write(w, secret)
     os.close(w)
-    env[tls.PASSPHRASE_FD_ENV] = str(r)
+    env[pki.PASSPHRASE_FD_ENV] = str(r)
     return (r,)
 
 
@@ -104,7 +106,7 @@ def run_pyinfra(inventory: str, *args: str, drift_dir: str | None = None) -> tup
     fds = _passphrase_fds(env)
     try:
         r = subprocess.run(
-            [PYINFRA, "--json", *args, inventory, "deploy.py"],
+            [PYINFRA, "--json", *args, inventory, str(DEPLOY_FILE)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -123,17 +125,7 @@ def run_pyinfra(inventory: str, *args: str, drift_dir: str | None = None) -> tup
     return r.returncode, out, r.stderr
 
 
-def _host_errors(stderr: str, name: str) -> list[str]:
-    """What pyinfra said went wrong with one host (connection, sudo, a fact)."""
-    out = []
-    for line in stderr.splitlines():
-        text = line.strip()
-        if text.startswith(f"[{name}]") and re.search(r"error|could not|failed|password|refused|timed out", text, re.I):
-            out.append(re.sub(r"\x1b\[[0-9;]*m", "", text[len(name) + 2 :].strip()))
-    if re.search(r"invalid dockguard settings|dockguard refuses to run", stderr):
-        block = stderr[stderr.index("pyinfra error") :] if "pyinfra error" in stderr else stderr
-        out += [line.strip() for line in block.splitlines() if line.strip().startswith(f"{name}:")]
-    return out
+_host_errors = compat.host_errors  # pyinfra prints per-host errors only on stderr
 
 
 def _run_errors(stderr: str) -> list[str]:
@@ -357,7 +349,7 @@ def _check_pki_env(inventory: str) -> str | None:
     if not expected:
         return None
     try:
-        dirs = {str(tls.pki_dir(cfg)) for cfg in fleet.host_settings(fleet.load(inventory)).values()}
+        dirs = {str(pki.pki_dir(cfg)) for cfg in fleet.host_settings(fleet.load(inventory)).values()}
     except Exception as e:
         return f"the inventory could not be loaded: {_why(e)}"
     wrong = sorted(d for d in dirs if d != expected)
@@ -537,7 +529,7 @@ def render_units(inventory: str, fix_: bool, on_calendar: str, user: str = "dock
     if not _USER.match(user):
         raise UnitError(f"--user {user!r} is not a user name")
     lock_path = str(v["state"] / "drift.lock")
-    argv = [str(ROOT / "dockguard"), "drift", inventory, "--lock", lock_path] + (["--fix"] if fix_ else [])
+    argv = [*COMMAND, "drift", inventory, "--lock", lock_path] + (["--fix"] if fix_ else [])
     data = {
         "description": unit_text(f"dockguard drift check of {inventory}", "the inventory path"),
         "calendar_description": unit_text(on_calendar, "--on-calendar"),
@@ -601,7 +593,7 @@ def cmd_install_timer(args) -> int:
         user, home = operator_user(args.user)
         values = unit_values(args.inventory, user, home)
         units = render_units(args.inventory, args.fix, args.on_calendar, user, str(home), values)
-        if values["tls"] and not (tls.ca_dir(values["pki"]) / "ca.pem").exists():
+        if values["tls"] and not (pki.ca_dir(values["pki"]) / "ca.pem").exists():
             raise UnitError(
                 f"the inventory has TLS hosts but {user} has no CA in {values['pki']}: the scheduled run never makes "
                 "one; run a deploy as that user first (or migrate the CA there)"
@@ -640,7 +632,7 @@ def cron_line(inventory: str, fix_: bool, schedule: str, user: str = "root") -> 
         raise UnitError(f"--schedule must be five cron fields, got {schedule!r}")
     if not _USER.match(user):
         raise UnitError(f"--user {user!r} is not a user name")
-    cmd = f"{shlex.quote(str(ROOT / 'dockguard'))} drift {shlex.quote(_no_control(inventory, 'the inventory'))}"
+    cmd = f"{shlex.join(COMMAND)} drift {shlex.quote(_no_control(inventory, 'the inventory'))}"
     cmd += " --fix" if fix_ else ""
     return f"{schedule} {user} {cmd.replace('%', chr(92) + '%')} </dev/null 2>&1 | logger -t dockguard-drift"
 
@@ -661,9 +653,9 @@ def cmd_cron_line(args) -> int:
 def _pki_from(args) -> Path:
     if getattr(args, "inventory", None):
         cfgs = fleet.host_settings(fleet.load(args.inventory))
-        dirs = {str(tls.pki_dir(cfg)) for cfg in cfgs.values()}
+        dirs = {str(pki.pki_dir(cfg)) for cfg in cfgs.values()}
         if len(dirs) != 1:
-            raise tls.CaError(f"the inventory's hosts use {len(dirs)} CA directories: {sorted(dirs)}")
+            raise pki.CaError(f"the inventory's hosts use {len(dirs)} CA directories: {sorted(dirs)}")
         return Path(dirs.pop())
     return Path(os.path.expanduser(args.dir))
 
@@ -672,24 +664,24 @@ def cmd_pki(args) -> int:
     try:
         directory = _pki_from(args)
         if args.pki_cmd == "status":
-            lines, problems = tls.status(directory)
+            lines, problems = pki.status(directory)
             print("\n".join(lines + [f"PROBLEM: {p}" for p in problems]))
             return EXIT_UNCHECKED if problems else EXIT_CLEAN
         if args.pki_cmd == "client":
-            if not (tls.ca_dir(directory) / "ca.pem").exists():
-                raise tls.CaError(tls._missing_half(directory) or f"no CA in {tls.ca_dir(directory)} yet")
-            cert = tls.issue_client(directory, args.days)
-            print(f"client certificate in {tls.client_dir(directory)} (DOCKER_CERT_PATH), "
+            if not (pki.ca_dir(directory) / "ca.pem").exists():
+                raise pki.CaError(pki._missing_half(directory) or f"no CA in {pki.ca_dir(directory)} yet")
+            cert = pki.issue_client(directory, args.days)
+            print(f"client certificate in {pki.client_dir(directory)} (DOCKER_CERT_PATH), "
                   f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")  # fmt: skip
             return 0
         if args.pki_cmd == "migrate":
-            print("moved to ca/ and client/" if tls.migrate(directory) else "nothing to move")
+            print("moved to ca/ and client/" if pki.migrate(directory) else "nothing to move")
             return 0
         cfgs = fleet.host_settings(fleet.load(args.inventory))
         tls_hosts = sorted(name for name, cfg in cfgs.items() if cfg["docker_tcp_listen"])
         return rotate_ca(args.inventory, directory, args.one_stage, args.client_days,
                          deploy=lambda inv: _deploy(inv, tls_hosts))  # fmt: skip
-    except tls.CaError as e:
+    except pki.CaError as e:
         print(f"dockguard pki: {e}", file=sys.stderr)
         return EXIT_UNCHECKED
 
@@ -702,7 +694,7 @@ def _deploy(inventory: str, hosts: list[str]) -> int:
     fds = _passphrase_fds(env)
     limit = [a for name in hosts for a in ("--limit", name)]
     try:
-        return subprocess.run([PYINFRA, "-y", *limit, inventory, "deploy.py"], cwd=ROOT, env=env,
+        return subprocess.run([PYINFRA, "-y", *limit, inventory, str(DEPLOY_FILE)], cwd=ROOT, env=env,
                               stdin=subprocess.DEVNULL, pass_fds=fds).returncode  # fmt: skip
     finally:
         for fd in fds:
@@ -712,22 +704,22 @@ def _deploy(inventory: str, hosts: list[str]) -> int:
 def rotate_ca(inventory: str, directory: Path, one_stage: bool, client_days: int, deploy) -> int:
     """A new CA in three stages, each deployed to every host before the next; resumes an
     interrupted rotation where it stopped (its stage is kept in PKI/ca/rotation.json)."""
-    r = tls.rotation(directory) or tls.rotation_begin(directory)
+    r = pki.rotation(directory) or pki.rotation_begin(directory)
     while r is not None:
-        print(f"rotate-ca: stage {r['stage']} of 3: {tls.STAGES[r['stage']]}")
+        print(f"rotate-ca: stage {r['stage']} of 3: {pki.STAGES[r['stage']]}")
         if not r["deployed"]:
             rc = deploy(inventory)
             if rc != 0:
                 print(f"rotate-ca: stage {r['stage']} did not reach every host (pyinfra exited {rc}); fix that and run "
                       "`./dockguard pki rotate-ca` again: it resumes here", file=sys.stderr)  # fmt: skip
                 return EXIT_UNCHECKED
-            tls.rotation_deployed(directory)
+            pki.rotation_deployed(directory)
         if one_stage and r["stage"] < 3:
-            tls.rotation_advance(directory, client_days)
+            pki.rotation_advance(directory, client_days)
             print("rotate-ca: stopped after one stage (--one-stage); run it again for the next")
             return 0
-        r = tls.rotation_advance(directory, client_days)
-    print(f"rotate-ca: done; the CA is now {tls.ca_dir(directory) / 'ca.pem'}")
+        r = pki.rotation_advance(directory, client_days)
+    print(f"rotate-ca: done; the CA is now {pki.ca_dir(directory) / 'ca.pem'}")
     return 0
 
 
@@ -778,11 +770,11 @@ def parser() -> Parser:
         x.add_argument("--dir", default="~/.dockguard/pki", help="the PKI directory (dockguard_pki_dir)")
         x.add_argument("--inventory", help="take the PKI directory from this inventory instead")
         if name == "client":
-            x.add_argument("--days", type=int, default=tls.CLIENT_DAYS, help="validity in days (default 30)")
+            x.add_argument("--days", type=int, default=pki.CLIENT_DAYS, help="validity in days (default 30)")
     x = ksub.add_parser("rotate-ca", help="move every TLS host to a new CA, in three deployed stages (resumable)")
     x.add_argument("inventory")
     x.add_argument("--one-stage", action="store_true", help="stop after one stage")
-    x.add_argument("--client-days", type=int, default=tls.CLIENT_DAYS)
+    x.add_argument("--client-days", type=int, default=pki.CLIENT_DAYS)
     return p
 
 

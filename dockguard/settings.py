@@ -324,6 +324,20 @@ def _pki(value: str) -> str | None:
     return None
 
 
+# The control areas of dockguard/deploy.py, by the names dockguard_disabled_areas takes.
+AREAS = ("lynis", "mac", "dockerd", "files", "audit", "docker_group")
+
+
+def _areas(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    unknown = [v for v in value if v not in AREAS]
+    if unknown:
+        return f"unknown area {unknown[0]!r} (areas: {', '.join(AREAS)})"
+    return None
+
+
 def _plugin_names(value: list) -> str | None:
     bad = _strings(value)
     if bad:
@@ -534,6 +548,12 @@ SCHEMA: dict[str, Setting] = {
             "lynis_reports_dir", str, "reports/lynis", "1.2.1",
             "Where each host's Lynis report is saved on the operator's machine (relative to the "
             "project directory, or absolute).", check=_operator_dir,
+        ),
+        Setting(
+            "dockguard_disabled_areas", list, [], "-",
+            "Control areas dockguard leaves alone on this host (lynis, mac, dockerd, files, audit, "
+            "docker_group): nothing of that area is checked or changed, and its CIS tests report it skipped "
+            "as an operator decision. Like dev-sec's per-role switches.", check=_areas,
         ),
         Setting(
             "docker_install", bool, False, "-",

@@ -9,17 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pyinfra.api import State
-from pyinfra.context import ctx_state
-from pyinfra_cli.inventory import make_inventory
-
-from . import ROOT, settings
+from . import ROOT, compat, settings
 
 
 def load(inventory_path: str | os.PathLike):
     """The pyinfra Inventory of a file, with its group_data applied."""
-    with ctx_state.use(State()):
-        return make_inventory(str(inventory_path), cwd=str(ROOT))
+    return compat.load_inventory(inventory_path, cwd=ROOT)
 
 
 def host_settings(inventory) -> dict[str, dict]:
