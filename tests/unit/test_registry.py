@@ -3,8 +3,9 @@ and each 1.1.x watch of the catalogue has its row, and the areas' tables derive 
 
 from pathlib import Path
 
-from dockguard import controls, registry
 from dockguard.operations import audit, content, docker_files, dockerd, hostpaths
+
+from dockguard import controls, registry
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
