@@ -14,7 +14,7 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates vagrant
 
-.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme bench
+.PHONY: help deps venv lock lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme bench
 
 help:
 	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
@@ -28,14 +28,19 @@ deps:  ## apt packages the lab needs (installed only when missing)
 			--no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(BIN)/.installed: pyproject.toml | deps
+$(BIN)/.installed: pyproject.toml requirements.lock | deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	@# The project is not installed (it runs from this checkout): only its dependencies.
-	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-		print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > $(VENV)/requirements.txt
-	$(BIN)/pip install -q -r $(VENV)/requirements.txt
+	@# Every dependency (and the test tools) at the versions and hashes of requirements.lock,
+	@# then dockguard itself, editable: the `dockguard` command, and this checkout's code.
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+lock:  ## regenerate requirements.lock (hashes) from pyproject.toml, with pip-tools in a throw-away venv
+	$(PY) -m venv /tmp/dockguard-piptools && /tmp/dockguard-piptools/bin/pip install -q pip-tools
+	/tmp/dockguard-piptools/bin/pip-compile -q --generate-hashes --extra test --strip-extras \
+		--output-file requirements.lock pyproject.toml
 
 venv: $(BIN)/.installed
 
@@ -94,7 +99,5 @@ readme: venv  ## regenerate the README's table of settings from operations/setti
 BENCH_SIZES ?= 1,3,10
 BENCH_REPEAT ?= 5
 bench: venv
-	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-		print("\n".join(p["optional-dependencies"]["bench"]))' > $(VENV)/bench-requirements.txt
-	$(BIN)/pip install -q -r $(VENV)/bench-requirements.txt
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py --sizes $(BENCH_SIZES) --repeat $(BENCH_REPEAT) --out bench/results.json

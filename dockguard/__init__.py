@@ -27,3 +27,5 @@ ROOT = CHECKOUT or Path.cwd()  # where relative report directories go
 TEMPLATES = (CHECKOUT or PACKAGE) / "templates"
 # The deploy file pyinfra runs: the checkout's, or the packaged one.
 DEPLOY_FILE = CHECKOUT / "deploy.py" if CHECKOUT else PACKAGE / "deploy_file.py"
+# The CIS verification suite (testinfra): tests/cis in a checkout, shipped as dockguard/cis.
+CIS_SUITE = CHECKOUT / "tests" / "cis" if CHECKOUT else PACKAGE / "cis"

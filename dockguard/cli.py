@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import DEPLOY_FILE, ROOT, TEMPLATES, compat, fleet, pki
+from . import CHECKOUT, CIS_SUITE, DEPLOY_FILE, ROOT, TEMPLATES, compat, fleet, pki
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 # How a unit or a cron line runs dockguard: this Python, the package (installed, or this checkout).
@@ -400,15 +400,46 @@ def report_exit(pytest_rc: int, junit: Path) -> tuple[int, str]:
     return EXIT_CLEAN, "every CIS test passed or was skipped with a reason"
 
 
+def cmd_apply(args) -> int:
+    """pyinfra -y INVENTORY <the packaged deploy>: what `pyinfra inventory/site.py deploy.py`
+    does in a checkout, from anywhere dockguard is installed. pyinfra's exit code."""
+    cmd = [PYINFRA, "-y", *[a for name in args.limit for a in ("--limit", name)], *args.pyinfra_args,
+           args.inventory, str(DEPLOY_FILE)]  # fmt: skip
+    return subprocess.run(cmd, cwd=Path(args.inventory).parent if CHECKOUT is None else ROOT).returncode
+
+
+def _run_with_progress(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+    """Run pytest verbosely, printing one progress line per finished test ("[12/86] PASSED
+    test_cis_2_2_... dh1"), so a long report never sits silent; return its output."""
+    total = 0
+    listing = subprocess.run([*cmd, "--collect-only", "-q"], cwd=cwd, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True)  # fmt: skip
+    total = sum(1 for line in listing.stdout.splitlines() if "::" in line)
+    print(f"{what}: {total} checks", file=sys.stderr, flush=True)
+    lines, done = [], 0
+    proc = subprocess.Popen([*cmd, "-v", "-p", "no:randomly"], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.match(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", line)
+        if m:
+            done += 1
+            test = m.group(1).split("::")[-1]
+            print(f"  [{done}/{total}] {m.group(2):7} {test}", file=sys.stderr, flush=True)
+    proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
+
+
 def cmd_report(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     junit = out / "cis.xml"
     junit.unlink(missing_ok=True)  # never report on a previous run's results
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/cis", "--inventory", args.inventory, "-q", "-p", "no:cacheprovider",
+    r = _run_with_progress(
+        [sys.executable, "-m", "pytest", str(CIS_SUITE), "--inventory", args.inventory, "-p", "no:cacheprovider",
          f"--junitxml={junit.resolve()}"],
-        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        ROOT, "dockguard report: the CIS suite",
     )  # fmt: skip
     code, why = report_exit(r.returncode, junit)
     if code != EXIT_UNCHECKED:
@@ -745,6 +776,10 @@ def parser() -> Parser:
     d.add_argument("--fix", action="store_true", help="apply the deploy and report what was corrected")
     d.add_argument("--limit", action="append", default=[], help="only this host, group or glob (repeatable)")
     d.add_argument("--lock", default=default_lock(), help="lock file (in a directory only you can write)")
+    a = sub.add_parser("apply", help="harden the inventory's hosts (pyinfra -y INVENTORY with dockguard's deploy)")
+    a.add_argument("inventory")
+    a.add_argument("--limit", action="append", default=[], help="only this host, group or glob (repeatable)")
+    a.add_argument("pyinfra_args", nargs="*", help="more pyinfra options, after -- (e.g. -- --json)")
     r = sub.add_parser("report", help="run the CIS suite; write JUnit XML, Markdown and JSON",
                        epilog=exit_table_text(), formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
     r.add_argument("inventory")
@@ -787,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"no such inventory: {args.inventory}")
     if getattr(args, "days", 1) < 1 or getattr(args, "client_days", 1) < 1:
         p.error("--days must be at least 1")
-    return {"drift": cmd_drift, "report": cmd_report, "install-timer": cmd_install_timer,
+    return {"apply": cmd_apply, "drift": cmd_drift, "report": cmd_report, "install-timer": cmd_install_timer,
             "cron-line": cmd_cron_line, "pki": cmd_pki}[args.cmd](args)  # fmt: skip
 
 
