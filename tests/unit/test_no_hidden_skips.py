@@ -3,12 +3,13 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def run(tmp_path, env_value: str) -> subprocess.CompletedProcess:
     tests = tmp_path / "tests"
     (tests / "e2e").mkdir(parents=True)
-    (tests / "conftest.py").write_text(open("tests/conftest.py").read())
+    (tests / "conftest.py").write_text(Path("tests/conftest.py").read_text())
     (tests / "e2e" / "test_65_selinux.py").write_text(
         textwrap.dedent(
             """
