@@ -46,4 +46,3 @@ def test_pip_install_then_apply_from_outside_the_checkout(lab, tmp_path):
     assert runs[1]["results"]["totals"]["success"] == 0, [
         op["name"] for op in runs[1]["results"]["operations"] if op["success"]
     ]
-    assert not (ROOT / "reports" / "lynis" / f"{host}.dat").is_relative_to(site)
