@@ -14,7 +14,8 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates vagrant
 
-.PHONY: help deps venv lock lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme bench
+.PHONY: help deps venv lock lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
+	lint readme bench
 
 help:
 	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
@@ -55,6 +56,15 @@ lab-down:
 
 lab-leftovers:  ## fails if lab-down left a namespace, mount, cgroup or process behind
 	@$(LABCTL) leftovers && echo "lab: nothing left behind"
+
+# The operator machine: this machine's own root file system booted with systemd as PID 1 (a throw-away
+# systemd-nspawn overlay in this machine's network), for the e2e test of the drift timer when this
+# machine has no systemd; that test boots and stops it itself. `labctl.py operator-run -- CMD` runs in it.
+operator-up:
+	$(LABCTL) operator-up
+
+operator-down:
+	$(LABCTL) operator-down
 
 lint: venv
 	$(BIN)/ruff check .

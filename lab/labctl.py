@@ -15,6 +15,12 @@ works before the project's virtualenv exists.
     labctl.py up [--containers N] [--vm]
     labctl.py status
     labctl.py down
+    labctl.py operator-up | operator-run [--user U] -- CMD | operator-down
+
+The operator machine (operator-up) is this machine itself with systemd as PID 1: its own root
+filesystem booted as a throw-away systemd-nspawn container in this machine's network, for tests
+of what dockguard installs on the operator's machine (the drift timer) when this machine has no
+systemd of its own.
 """
 
 from __future__ import annotations
@@ -587,6 +593,214 @@ def _kvm_usable() -> bool:
     return os.environ.get("DOCKGUARD_LAB_KVM", "0") == "1"
 
 
+# --------------------------------------------------------------------------- operator machine
+
+# This machine's own root filesystem booted with systemd as PID 1 (`operator-up`), for tests that
+# need systemctl and journalctl on the operator's machine when this machine has no systemd (a
+# container or a sandbox). It is a throw-away overlay (the upper layer on a tmpfs) booted with
+# systemd-nspawn in this machine's network namespace: it reaches the lab's hosts at the addresses
+# this machine does, and sees /work, the checkout and its virtualenv at the same paths. Whatever
+# is done inside (users, their homes, units in /etc/systemd/system) is gone with `operator-down`.
+OPERATOR_DIR = Path(os.environ.get("DOCKGUARD_OPERATOR_DIR", "/run/dockguard-operator"))
+OPERATOR_NAME = "dgop"  # machine name, host name and the cgroup it gets in every hierarchy
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def operator_cgroups() -> list[Path]:
+    return [Path("/sys/fs/cgroup") / c / OPERATOR_NAME for c in cgroup_controllers()]
+
+
+def operator_state() -> dict | None:
+    try:
+        return json.loads((OPERATOR_DIR / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _mount_point(path: Path) -> Path:
+    p = path
+    while not os.path.ismount(p):
+        p = p.parent
+    return p
+
+
+def _enabled_units() -> list[str]:
+    """Every unit this machine's /etc enables (wants/requires symlinks, e.g. postgresql.service,
+    apt-daily.timer, getty@tty1.service): none of them is for the operator machine, which shares
+    this machine's network and must not start a second sshd, database or timer there."""
+    base = Path("/etc/systemd/system")
+    units = {p.name for pattern in ("*.wants/*", "*.requires/*", "*.upholds/*") for p in base.glob(pattern)}
+    return sorted(u for u in units if "." in u)
+
+
+def _leader(nspawn_pid: int) -> int | None:
+    """The container's PID 1 (systemd): nspawn's child."""
+    for children in Path(f"/proc/{nspawn_pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for pid in children.read_text().split():
+                return int(pid)
+    return None
+
+
+def operator_argv(leader: int, user: str | None = None, cwd: str | None = None) -> list[str]:
+    """The command line prefix that runs a command inside the operator machine (as root, or as
+    ``user`` with runuser; in ``cwd``, a path inside it)."""
+    argv = ["nsenter", "-t", str(leader), "-a", "--"]
+    if user:
+        argv += ["runuser", "-u", user, "--"]
+    if cwd:
+        argv += ["env", "-C", cwd]
+    return argv
+
+
+def _prepare_operator_root(merged: Path) -> list[str]:
+    """Files of the operator machine, written into the overlay's upper layer before it boots."""
+    notes = []
+    system = merged / "etc/systemd/system"
+    system.mkdir(parents=True, exist_ok=True)
+    masked = _enabled_units()
+    for unit in masked:
+        link = system / unit
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to("/dev/null")
+    notes.append(f"masked what this machine enables: {' '.join(masked) or 'nothing'}")
+    (merged / "etc/hostname").write_text(f"{OPERATOR_NAME}\n")
+    # The checkout's virtualenv must run for the operator user too: its interpreter may live in a
+    # home no one else can enter (pyenv under /root, mode 0700). Traversable (o+x, not readable)
+    # in the throw-away overlay only.
+    python = (PROJECT / ".venv/bin/python").resolve()
+    if python.exists():
+        for d in reversed(python.parents):
+            inside = merged / d.relative_to("/")
+            mode = inside.stat().st_mode & 0o7777
+            if not mode & 0o001 and _mount_point(d) == Path("/"):
+                inside.chmod(mode | 0o001)
+                notes.append(f"{d}: o+x inside (the virtualenv's interpreter is {python})")
+    return notes
+
+
+def _operator_binds() -> list[str]:
+    """What the overlay of / does not show (a separate file system) but the operator machine
+    needs at the same path: the checkout and its virtualenv's interpreter, bound read-only."""
+    need = [PROJECT, (PROJECT / ".venv").resolve(), (PROJECT / ".venv/bin/python").resolve()]
+    mounts = {_mount_point(p) for p in need if p.exists()} - {Path("/")}
+    return [f"--bind-ro={m}" for m in sorted(mounts)]
+
+
+def operator_up(timeout: float = 60) -> dict:
+    if not shutil.which("systemd-nspawn") or not shutil.which("nsenter"):
+        raise SystemExit("lab: systemd-nspawn and nsenter are needed: run `make deps` first")
+    if OPERATOR_DIR.exists() and (os.path.ismount(OPERATOR_DIR) or any(OPERATOR_DIR.iterdir())):
+        raise SystemExit(f"lab: {OPERATOR_DIR} is in use: run `labctl.py operator-down` first")
+    t0 = time.monotonic()
+    OPERATOR_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=4g", "dgop-tmpfs", str(OPERATOR_DIR)])
+        upper, work, merged = OPERATOR_DIR / "upper", OPERATOR_DIR / "work", OPERATOR_DIR / "root"
+        for d in (upper, work, merged):
+            d.mkdir()
+        run(["mount", "-t", "overlay", "dgop-overlay", "-o", f"lowerdir=/,upperdir={upper},workdir={work}",
+             str(merged)])  # fmt: skip
+        notes = _prepare_operator_root(merged)
+        # A cgroup of its own in every hierarchy, as the lab's hosts have (its systemd manages it).
+        cgroups = []
+        for p in operator_cgroups():
+            p.mkdir(exist_ok=True)
+            if p.parent.name == "cpuset":
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    (p / f).write_text((p.parent / f).read_text())
+            cgroups.append(str(p))
+        join = "; ".join(f"echo $$ > {c}/cgroup.procs" for c in cgroups)
+        nspawn = (
+            f"{join}; exec systemd-nspawn --boot --register=no --keep-unit -D {merged} --machine={OPERATOR_NAME} "
+            f"--hostname={OPERATOR_NAME} --console=read-only --resolv-conf=off --timezone=off --link-journal=no "
+            + " ".join(_operator_binds())
+        )
+        st = merged.stat()
+        state = {"dir": str(OPERATOR_DIR), "root": str(merged), "cgroups": cgroups, "notes": notes,
+                 "image_lock": f"/run/systemd/nspawn/locks/inode-{st.st_dev}:{st.st_ino}"}  # fmt: skip
+        with open(OPERATOR_DIR / "console.log", "w") as out:
+            proc = subprocess.Popen(["sh", "-c", nspawn], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        state["pid"] = proc.pid
+        (OPERATOR_DIR / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        last = ""
+        while time.monotonic() - t0 < timeout:
+            if proc.poll() is not None:
+                raise SystemExit(f"lab: systemd-nspawn exited {proc.returncode}; see {OPERATOR_DIR}/console.log")
+            leader = _leader(proc.pid)
+            if leader:
+                r = subprocess.run(operator_argv(leader) + ["systemctl", "is-system-running"],
+                                   capture_output=True, text=True, timeout=30)  # fmt: skip
+                last = r.stdout.strip()
+                if last in ("running", "degraded"):
+                    state["leader"] = leader
+                    break
+            time.sleep(0.3)
+        else:
+            raise SystemExit(f"lab: the operator machine is not up after {timeout:.0f}s (last: {last!r})")
+        state["status"] = last
+        if last == "degraded":
+            failed = subprocess.run(operator_argv(leader) + ["systemctl", "--failed", "--no-legend", "--plain"],
+                                    capture_output=True, text=True).stdout  # fmt: skip
+            state["notes"].append(f"booted degraded; failed units: {' '.join(failed.split()) or '?'}")
+        state["ready_after"] = round(time.monotonic() - t0, 1)
+        (OPERATOR_DIR / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    except BaseException:
+        log(f"operator-up failed; tearing down (console log kept in {STATE / 'last-failure'})")
+        console = OPERATOR_DIR / "console.log"
+        if console.exists():
+            (STATE / "last-failure").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(console, STATE / "last-failure" / "operator.console.log")
+        operator_down()
+        raise
+    return state
+
+
+def operator_down() -> None:
+    state = operator_state() or {}
+    pids = [state["pid"]] if state.get("pid") else []
+    # also an nspawn that never reached the state file
+    out = run(["ps", "-eo", "pid=,args="], capture=True, check=False).stdout
+    pids += [int(line.split()[0]) for line in out.splitlines()
+             if "systemd-nspawn" in line and f"-D {OPERATOR_DIR}/root" in line]  # fmt: skip
+    for pid in dict.fromkeys(pids):
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)  # nspawn --boot: an orderly poweroff of the container
+            _wait_gone(pid, 20)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 5)
+    for cg in operator_cgroups():
+        _kill_cgroup(cg)
+    _umount_below(OPERATOR_DIR)
+    for cg in operator_cgroups():
+        _rmdir_cgroup(cg)
+    if OPERATOR_DIR.exists() and not os.path.ismount(OPERATOR_DIR):
+        shutil.rmtree(OPERATOR_DIR, ignore_errors=True)
+    # what systemd-nspawn leaves in a /run that is no tmpfs (as on this kind of machine)
+    shutil.rmtree(f"/run/systemd/nspawn/propagate/{OPERATOR_NAME}", ignore_errors=True)
+    if state.get("image_lock"):
+        Path(state["image_lock"]).unlink(missing_ok=True)
+
+
+def operator_leftovers() -> list[str]:
+    found = []
+    if OPERATOR_DIR.exists():
+        found.append(f"directory {OPERATOR_DIR}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mnt = line.split()[4]
+        if mnt == str(OPERATOR_DIR) or mnt.startswith(f"{OPERATOR_DIR}/"):
+            found.append(f"mount {mnt}")
+    found += [f"cgroup {cg}" for cg in operator_cgroups() if cg.exists()]
+    out = run(["ps", "-eo", "pid,args"], capture=True, check=False).stdout
+    found += [f"process {line.strip()}" for line in out.splitlines() if "nspawn" in line and str(OPERATOR_DIR) in line]
+    if Path(f"/run/systemd/nspawn/propagate/{OPERATOR_NAME}").exists():
+        found.append(f"directory /run/systemd/nspawn/propagate/{OPERATOR_NAME}")
+    return found
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -751,6 +965,9 @@ def cmd_down(args) -> None:
     for cm in (STATE / "ssh").glob("cm-*") if (STATE / "ssh").exists() else []:
         cm.unlink(missing_ok=True)
     save_state({"hosts": {}})
+    if operator_leftovers():  # an operator machine a test left up (it needs the lab's hosts)
+        log("stopping the operator machine")
+        operator_down()
 
 
 def cmd_leftovers(args) -> int:
@@ -771,9 +988,33 @@ def cmd_leftovers(args) -> int:
     out = run(["ps", "-eo", "pid,args"], capture=True, check=False).stdout
     found += [f"process {line.strip()}" for line in out.splitlines()
               if str(STATE) in line and ("nspawn" in line or "qemu" in line)]  # fmt: skip
+    found += operator_leftovers()
     for f in found:
         print(f)
     return 1 if found else 0
+
+
+def cmd_operator_up(args) -> None:
+    state = operator_up(args.timeout)
+    for note in state["notes"]:
+        log(f"operator: {note}")
+    log(
+        f"operator machine {OPERATOR_NAME} {state['status']} {state['ready_after']}s after start "
+        f"(systemd pid {state['leader']} on this machine); run commands in it with `labctl.py operator-run "
+        f"[--user U] [--cwd DIR] -- CMD` or `nsenter -t {state['leader']} -a -- CMD`"
+    )
+    if args.json:
+        print(json.dumps(state, indent=2))
+
+
+def cmd_operator_run(args) -> int:
+    state = operator_state()
+    if not state or not state.get("leader") or not _alive(state["leader"]):
+        raise SystemExit("lab: the operator machine is not up: run `labctl.py operator-up` first")
+    cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not cmd:
+        raise SystemExit("lab: operator-run needs a command")
+    return subprocess.run(operator_argv(state["leader"], args.user, args.cwd) + cmd).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -787,6 +1028,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down")
     sub.add_parser("leftovers")
     sub.add_parser("build")
+    op_up = sub.add_parser("operator-up", help="boot this machine's root file system (a throw-away overlay) "
+                           "with systemd as PID 1, in this machine's network")  # fmt: skip
+    op_up.add_argument("--timeout", type=float, default=60, help="seconds to wait for its systemd (default 60)")
+    op_up.add_argument("--json", action="store_true", help="print its state (leader pid, root) as JSON")
+    sub.add_parser("operator-down", help="stop the operator machine; nothing of it stays")
+    op_run = sub.add_parser("operator-run", help="run a command inside the operator machine")
+    op_run.add_argument("--user", help="as this user (runuser), not root")
+    op_run.add_argument("--cwd", help="in this directory (a path inside it)")
+    op_run.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("lab: run as root (it makes namespaces, mounts and cgroups)")
@@ -800,6 +1050,12 @@ def main(argv: list[str] | None = None) -> int:
         cmd_down(args)
     elif args.cmd == "leftovers":
         return cmd_leftovers(args)
+    elif args.cmd == "operator-up":
+        cmd_operator_up(args)
+    elif args.cmd == "operator-down":
+        operator_down()
+    elif args.cmd == "operator-run":
+        return cmd_operator_run(args)
     elif args.cmd == "build":
         build_rootfs()
         build_vm_image()

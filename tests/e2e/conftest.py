@@ -7,6 +7,7 @@ lab is a failure there; run by hand without a lab, these tests skip and say why.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("DOCKGUARD_LAB_STATE", "/var/lib/dockguard-lab"))
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+LABCTL = ROOT / "lab" / "labctl.py"
 
 
 @dataclass
@@ -38,6 +40,68 @@ class Run:
 
     def changed_ops(self, host: str) -> list[str]:
         return [op["name"] for op in self.out["results"]["operations"] if host in op["success"]]
+
+
+@dataclass
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: Path
+
+
+class OperatorMachine:
+    """This machine with systemd as PID 1 (`labctl.py operator-up`): its own root file system booted
+    as a throw-away systemd-nspawn container in this machine's network, so it reaches the lab's
+    hosts at the addresses this machine does and sees the checkout and its virtualenv at the same
+    paths. Users, homes and units made in it are gone when it stops."""
+
+    def __init__(self, state: dict):
+        self.leader = int(state["leader"])
+        self.root = Path(state["root"])
+
+    def run(self, *cmd: str, user: str | None = None, cwd: str | Path | None = None, check: bool = True,
+            timeout: float = 1800) -> subprocess.CompletedProcess:  # fmt: skip
+        """``cmd`` inside (as root, or as ``user`` with runuser; in ``cwd``, a path inside)."""
+        argv = ["nsenter", "-t", str(self.leader), "-a", "--"]
+        argv += ["runuser", "-u", user, "--"] if user else []
+        argv += ["env", "-C", str(cwd)] if cwd else []
+        r = subprocess.run(argv + [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            where = f" as {user}" if user else ""
+            raise AssertionError(f"{cmd}{where} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        return r
+
+    def path(self, path: str | Path) -> Path:
+        """A file inside, as this machine reaches it (through the overlay): not in /tmp, /run,
+        /proc, /sys or /dev, which are the container's own there (use ``run``)."""
+        path = Path(path)
+        if not path.is_absolute() or path.parts[1:2] and path.parts[1] in ("tmp", "run", "proc", "sys", "dev"):
+            raise ValueError(f"{path} is not reachable from outside the operator machine")
+        return self.root / path.relative_to("/")
+
+    def account(self, name: str) -> Account:
+        entry = self.run("getent", "passwd", name).stdout.strip().split(":")
+        return Account(entry[0], int(entry[2]), int(entry[3]), Path(entry[5]))
+
+
+@contextlib.contextmanager
+def operator_machine():
+    """Boot the operator machine (this machine with systemd as PID 1) for the block; stop it and
+    leave nothing behind after. Needs root, systemd-nspawn and nsenter."""
+    up = subprocess.run([sys.executable, str(LABCTL), "operator-up", "--json"], capture_output=True, text=True,
+                        timeout=180)  # fmt: skip
+    try:
+        if up.returncode != 0:
+            raise AssertionError(f"labctl.py operator-up exited {up.returncode}:\n{up.stderr[-3000:]}")
+        yield OperatorMachine(json.loads(up.stdout))
+    finally:
+        subprocess.run([sys.executable, str(LABCTL), "operator-down"], capture_output=True, timeout=120)
+        spec = importlib.util.spec_from_file_location("labctl", LABCTL)
+        labctl = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(labctl)
+        left = labctl.operator_leftovers()
+        assert not left, "operator-down left behind: " + ", ".join(left)
 
 
 class Lab:
@@ -61,6 +125,10 @@ class Lab:
         if check and r.returncode != 0:
             raise AssertionError(f"{name}: `{command}` exited {r.returncode}: {r.stderr.strip()}")
         return r.stdout
+
+    def operator(self):
+        """The operator's machine with systemd as PID 1, for the block (``operator_machine``)."""
+        return operator_machine()
 
     def reset_to_stock(self, name: str) -> None:
         """Docker as the distribution installs it, empty: no dockguard file, no dockguard state,
