@@ -14,7 +14,7 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates vagrant
 
-.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint readme bench
+.PHONY: help deps venv lab-up lab-status lab-down lab-leftovers demo test unit e2e lint docs readme bench
 
 help:
 	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
@@ -82,11 +82,13 @@ test: venv deps
 		$(MAKE) e2e
 	$(MAKE) lab-leftovers
 
-readme: venv  ## regenerate the README's table of settings from operations/settings.py
+docs: venv  ## regenerate the table of settings in docs/settings.md from operations/settings.py
 	$(BIN)/python -c 'import re, pathlib; from operations.settings import markdown_table as t; \
-		p = pathlib.Path("README.md"); s = p.read_text(); \
+		p = pathlib.Path("docs/settings.md"); s = p.read_text(); \
 		p.write_text(re.sub(r"(<!-- settings:start[^\n]*-->\n).*?(<!-- settings:end -->)", \
 		lambda m: m[1] + t() + "\n" + m[2], s, flags=re.S))'
+
+readme: docs  ## the old name of `make docs`
 
 # Issue 7's benchmark: dockguard against an equivalent Ansible playbook (the `bench` extra) on the
 # running lab's container hosts; it never starts or stops the lab (`make lab-up N=10` first).

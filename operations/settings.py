@@ -4,7 +4,7 @@ Every setting is host/group data (``inventory/group_data/all.py`` holds the
 defaults). ``for_host`` validates every host of the inventory at once on its
 first call and raises one error that lists every problem, naming the host and
 the setting, so a typo, a wrong type or an unsafe combination never reaches a
-host. The README's table of settings is generated from ``SCHEMA``.
+host. The table of settings in docs/settings.md is generated from ``SCHEMA`` (``make docs``).
 """
 
 from __future__ import annotations
@@ -672,7 +672,7 @@ def for_host(host, inventory, preflight: Callable[[list], None] | None = None) -
 
 
 def markdown_table() -> str:
-    """The README's table of settings, generated from SCHEMA (tests keep them equal)."""
+    """The table of settings in docs/settings.md, generated from SCHEMA (tests keep them equal)."""
     rows = ["| setting | default | CIS | what it does | what it breaks |", "|---|---|---|---|---|"]
     for s in SCHEMA.values():
         cells = [f"`{s.name}`", f"`{s.default!r}`", s.cis, s.doc, s.breaks]
