@@ -41,7 +41,7 @@ _CIS = re.compile(r"^CIS ([0-9][0-9./x-]*):")
 # Operations gated by `_if` show up as "conditional" in a dry run whatever the host's state;
 # their controls report drift through notes instead (see operations.drift()).
 EXIT_CLEAN, EXIT_UNCHECKED, EXIT_DRIFT, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 64, 75
-# The exit codes of `drift` and `report` (also in --help and the README; a unit test keeps them equal).
+# The exit codes of `drift` and `report` (also in --help and docs/operator-guide.md; a unit test keeps them equal).
 EXIT_CODES = [
     (EXIT_CLEAN, "clean: every host was checked and nothing differs (report: every control passes or is N/A)"),
     (EXIT_UNCHECKED, "not every host was checked: no host matched, pyinfra failed, its output was unreadable, "
