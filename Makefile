@@ -15,7 +15,7 @@ APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils
 	openssh-client python3-venv ca-certificates vagrant
 
 .PHONY: help deps venv lock lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
-	lint readme bench
+	lint docs readme bench
 
 help:
 	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
@@ -82,8 +82,8 @@ demo: venv deps
 	@# Lynis (with its before/after index) on the container hosts; under the VM's emulation it takes ~9 min.
 	$(BIN)/pyinfra -y --limit lab_containers --data lynis_enabled=true inventory/lab.py deploy.py
 	$(BIN)/pyinfra -y --limit lab_vms inventory/lab.py deploy.py
-	-./dockguard report inventory/lab.py
-	./dockguard drift inventory/lab.py
+	-$(BIN)/dockguard report inventory/lab.py
+	$(BIN)/dockguard drift inventory/lab.py
 	@echo; echo "The lab is still running: ssh -F /var/lib/dockguard-lab/ssh/config dh1 (or dh2, vm1);" \
 		"make lab-down when done."
 
@@ -97,11 +97,13 @@ test: venv deps
 		$(MAKE) e2e
 	$(MAKE) lab-leftovers
 
-readme: venv  ## regenerate the README's table of settings from operations/settings.py
+docs: venv  ## regenerate the table of settings in docs/settings.md from dockguard/settings.py
 	$(BIN)/python -c 'import re, pathlib; from dockguard.settings import markdown_table as t; \
-		p = pathlib.Path("README.md"); s = p.read_text(); \
+		p = pathlib.Path("docs/settings.md"); s = p.read_text(); \
 		p.write_text(re.sub(r"(<!-- settings:start[^\n]*-->\n).*?(<!-- settings:end -->)", \
 		lambda m: m[1] + t() + "\n" + m[2], s, flags=re.S))'
+
+readme: docs  ## the old name of `make docs`
 
 # Issue 7's benchmark: dockguard against an equivalent Ansible playbook (the `bench` extra) on the
 # running lab's container hosts; it never starts or stops the lab (`make lab-up N=10` first).

@@ -10,7 +10,7 @@ every repetition resets the hosts to stock Docker (not timed), then times three 
 
     first_apply   dockguard: pyinfra -y INVENTORY deploy.py     ansible: ansible-playbook
     noop_apply    the same again, right after                   the same again
-    drift_check   ./dockguard drift INVENTORY --json            ansible-playbook --check --diff
+    drift_check   dockguard drift INVENTORY --json            ansible-playbook --check --diff
 
 and records the wall time, the remote commands and file transfers per host (counted by each
 host's sshd, see bench/README.md) and the peak memory of the tool. It writes a JSON file and
@@ -51,7 +51,7 @@ SCENARIOS = ("first_apply", "noop_apply", "drift_check")
 WHAT = {
     ("dockguard", "first_apply"): "pyinfra -y INVENTORY deploy.py (from stock Docker)",
     ("dockguard", "noop_apply"): "pyinfra -y INVENTORY deploy.py (right after the first apply)",
-    ("dockguard", "drift_check"): "./dockguard drift INVENTORY --json (the operator's drift check: pyinfra --dry)",
+    ("dockguard", "drift_check"): "dockguard drift INVENTORY --json (the operator's drift check: pyinfra --dry)",
     ("ansible", "first_apply"): "ansible-playbook -i INVENTORY playbook.yml (from stock Docker)",
     ("ansible", "noop_apply"): "ansible-playbook -i INVENTORY playbook.yml (right after the first apply)",
     ("ansible", "drift_check"): "ansible-playbook -i INVENTORY playbook.yml --check --diff",
@@ -443,7 +443,14 @@ def commands(tool: str, scenario: str, dg_inv: Path, ans_inv: Path, work: Path) 
     if tool == "dockguard":
         if scenario == "drift_check":
             # A lock of its own: a drift run of someone else's (the timer, a test) would make it stop at once.
-            return [str(ROOT / "dockguard"), "drift", inv, "--json", "--lock", str(work / "drift.lock")]
+            return [
+                str(Path(sys.executable).with_name("dockguard")),
+                "drift",
+                inv,
+                "--json",
+                "--lock",
+                str(work / "drift.lock"),
+            ]
         return [str(BIN / "pyinfra"), "-y", inv, "deploy.py"]
     cmd = [str(BIN / "ansible-playbook"), "-i", str(ans_inv), str(PLAYBOOK)]
     return cmd + ["--check", "--diff"] if scenario == "drift_check" else cmd

@@ -1,10 +1,10 @@
 """The operator's command line: drift checks, compliance reports, their schedule, and the CA.
 
-    ./dockguard drift INVENTORY [--json] [--fix] [--limit HOST|GROUP|GLOB]
-    ./dockguard report INVENTORY [--out reports]
-    ./dockguard install-timer INVENTORY [--fix] [--user OPERATOR] [--on-calendar hourly] [--dest DIR]
-    ./dockguard cron-line INVENTORY [--fix] [--user OPERATOR] [--schedule '*/30 * * * *']
-    ./dockguard pki status|client|rotate-ca|migrate ...
+    dockguard drift INVENTORY [--json] [--fix] [--limit HOST|GROUP|GLOB]
+    dockguard report INVENTORY [--out reports]
+    dockguard install-timer INVENTORY [--fix] [--user OPERATOR] [--on-calendar hourly] [--dest DIR]
+    dockguard cron-line INVENTORY [--fix] [--user OPERATOR] [--schedule '*/30 * * * *']
+    dockguard pki status|client|rotate-ca|migrate ...
 
 `drift` runs the deploy in dry-run mode (pyinfra --dry: facts are read, nothing
 changes, nothing is written on this machine) and reports, per host, every control
@@ -43,7 +43,7 @@ _CIS = re.compile(r"^CIS ([0-9][0-9./x-]*):")
 # Operations gated by `_if` show up as "conditional" in a dry run whatever the host's state;
 # their controls report drift through notes instead (see operations.drift()).
 EXIT_CLEAN, EXIT_UNCHECKED, EXIT_DRIFT, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 64, 75
-# The exit codes of `drift` and `report` (also in --help and the README; a unit test keeps them equal).
+# The exit codes of `drift` and `report` (also in --help and docs/operator-guide.md; a unit test keeps them equal).
 EXIT_CODES = [
     (EXIT_CLEAN, "clean: every host was checked and nothing differs (report: every control passes or is N/A)"),
     (EXIT_UNCHECKED, "not every host was checked: no host matched, pyinfra failed, its output was unreadable, "
@@ -742,7 +742,7 @@ def rotate_ca(inventory: str, directory: Path, one_stage: bool, client_days: int
             rc = deploy(inventory)
             if rc != 0:
                 print(f"rotate-ca: stage {r['stage']} did not reach every host (pyinfra exited {rc}); fix that and run "
-                      "`./dockguard pki rotate-ca` again: it resumes here", file=sys.stderr)  # fmt: skip
+                      "`dockguard pki rotate-ca` again: it resumes here", file=sys.stderr)  # fmt: skip
                 return EXIT_UNCHECKED
             pki.rotation_deployed(directory)
         if one_stage and r["stage"] < 3:

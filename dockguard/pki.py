@@ -256,7 +256,7 @@ def ensure_ca(directory: Path, dry: bool | None = None) -> bool:
         if dry:
             raise CaError(
                 f"the CA in {directory} uses the old layout (its key beside the client credentials): move it with "
-                f"`./dockguard pki migrate --dir {directory}` (a run without --dry also does)"
+                f"`dockguard pki migrate --dir {directory}` (a run without --dry also does)"
             )
         migrate(directory)
     problem = _missing_half(directory)
@@ -346,7 +346,7 @@ def _load_ca(directory: Path, which: Path | None = None):
         raise CaError(f"the CA key {which / 'ca-key.pem'} could not be read (wrong passphrase?)") from e
     cert = _cert(which / "ca.pem")
     if _days_left(cert) <= 0:
-        raise CaError(f"the CA {which / 'ca.pem'} has expired: move to a new one with `./dockguard pki rotate-ca`")
+        raise CaError(f"the CA {which / 'ca.pem'} has expired: move to a new one with `dockguard pki rotate-ca`")
     return key, cert
 
 
@@ -422,9 +422,7 @@ def status(directory: Path) -> tuple[list[str], list[str]]:
     """(lines to show, problems) for ``pki status``."""
     lines, problems = [f"PKI directory: {directory}"], []
     if _legacy(directory):
-        problems.append(
-            f"old layout (CA key beside the client credentials): `./dockguard pki migrate --dir {directory}`"
-        )
+        problems.append(f"old layout (CA key beside the client credentials): `dockguard pki migrate --dir {directory}`")
         return lines, problems
     half = _missing_half(directory)
     if half:
@@ -436,9 +434,9 @@ def status(directory: Path) -> tuple[list[str], list[str]]:
     encrypted = b"ENCRYPTED" in (cur / "ca-key.pem").read_bytes()
     lines.append(f"CA: {cur / 'ca.pem'}: {_describe(ca)}; key {'encrypted' if encrypted else 'not encrypted'}")
     if _days_left(ca) <= 0:
-        problems.append("the CA has expired: `./dockguard pki rotate-ca INVENTORY`")
+        problems.append("the CA has expired: `dockguard pki rotate-ca INVENTORY`")
     elif _days_left(ca) < CA_WARN_DAYS:
-        problems.append(f"the CA expires within {CA_WARN_DAYS} days: `./dockguard pki rotate-ca INVENTORY`")
+        problems.append(f"the CA expires within {CA_WARN_DAYS} days: `dockguard pki rotate-ca INVENTORY`")
     r = rotation(directory)
     cas = {fingerprint(ca): "the current CA"}
     if r:
@@ -447,12 +445,12 @@ def status(directory: Path) -> tuple[list[str], list[str]]:
         lines.append(f"new CA: {next_dir(directory) / 'ca.pem'}: {_describe(new)}")
         done = "deployed to every host" if r["deployed"] else "not yet deployed to every host"
         lines.append(f"rotation: stage {r['stage']} of 3 ({STAGES[r['stage']]}): {done}; "
-                     "`./dockguard pki rotate-ca INVENTORY` resumes it")  # fmt: skip
+                     "`dockguard pki rotate-ca INVENTORY` resumes it")  # fmt: skip
     else:
         lines.append("rotation: none")
     c = client_dir(directory)
     if not (c / "cert.pem").exists():
-        problems.append(f"no client certificate in {c}: `./dockguard pki client --dir {directory}`")
+        problems.append(f"no client certificate in {c}: `dockguard pki client --dir {directory}`")
         return lines, problems
     client = _cert(c / "cert.pem")
     issuer = next((name for fp, name in cas.items() if _issued_by(client, directory, fp)), None)
@@ -460,10 +458,10 @@ def status(directory: Path) -> tuple[list[str], list[str]]:
     if issuer is None:
         problems.append(f"the client certificate in {c} was not issued by the dockguard CA")
     if _days_left(client) <= 0:
-        problems.append(f"the client certificate has expired: `./dockguard pki client --dir {directory}`")
+        problems.append(f"the client certificate has expired: `dockguard pki client --dir {directory}`")
     elif _days_left(client) < CLIENT_WARN_DAYS:
         problems.append(f"the client certificate expires in {_days_left(client):.0f} days: "
-                        f"`./dockguard pki client --dir {directory}`")  # fmt: skip
+                        f"`dockguard pki client --dir {directory}`")  # fmt: skip
     return lines, problems
 
 

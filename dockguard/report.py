@@ -1,6 +1,6 @@
 """Compliance report: every CIS control once, x every host, from the CIS suite's JUnit XML.
 
-    python -m operations.report reports/cis.xml [--json reports/compliance.json] [--markdown FILE]
+    python -m dockguard.report reports/cis.xml [--json reports/compliance.json] [--markdown FILE]
 
 A control's cell is PASS, FAIL, or N/A with the reason its test gave (a skipped
 test always says why). Each row also says how dockguard handles the control
@@ -90,7 +90,7 @@ def markdown(junit_path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m operations.report")
+    p = argparse.ArgumentParser(prog="python -m dockguard.report")
     p.add_argument("junit")
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--markdown", help="also write the Markdown table here")

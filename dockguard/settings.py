@@ -4,7 +4,7 @@ Every setting is host/group data (``inventory/group_data/all.py`` holds the
 defaults). ``for_host`` validates every host of the inventory at once on its
 first call and raises one error that lists every problem, naming the host and
 the setting, so a typo, a wrong type or an unsafe combination never reaches a
-host. The README's table of settings is generated from ``SCHEMA``.
+host. The table of settings in docs/settings.md is generated from ``SCHEMA`` (``make docs``).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def _extra(value: dict) -> str | None:
 # Every string a setting carries, wherever it ends up (daemon.json, a unit, a command line, a
 # certificate), is checked for what it is: an address, a CIDR, a DNS name, a path, a user name.
 
-CA_DAYS = 3650  # the dockguard CA's validity (operations/tls.py): no certificate it signs can outlive it
+CA_DAYS = 3650  # the dockguard CA's validity (dockguard/pki.py): no certificate it signs can outlive it
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # daemon.json keys that change who or what runs as root, or who reaches the daemon: refused in
@@ -692,7 +692,7 @@ def for_host(host, inventory, preflight: Callable[[list], None] | None = None) -
 
 
 def markdown_table() -> str:
-    """The README's table of settings, generated from SCHEMA (tests keep them equal)."""
+    """The table of settings in docs/settings.md, generated from SCHEMA (tests keep them equal)."""
     rows = ["| setting | default | CIS | what it does | what it breaks |", "|---|---|---|---|---|"]
     for s in SCHEMA.values():
         cells = [f"`{s.name}`", f"`{s.default!r}`", s.cis, s.doc, s.breaks]

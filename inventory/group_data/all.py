@@ -1,6 +1,6 @@
 """dockguard defaults for every host. Override per group (group_data/<group>.py)
-or per host in the inventory. Every setting is documented in operations/settings.py
-and in the README's table; an unknown docker_*/dockguard_* key, a wrong type or an
+or per host in the inventory. Every setting is documented in dockguard/settings.py
+and in docs/settings.md; an unknown docker_*/dockguard_* key, a wrong type or an
 unsafe combination stops the run before any host is touched."""
 
 # CIS 2.2: no inter-container communication on the default bridge

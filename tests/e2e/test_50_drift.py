@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DOCKGUARD = str(ROOT / "dockguard")
+DOCKGUARD = str(Path(sys.executable).with_name("dockguard"))  # the checkout's venv (make venv)
 
 
 def drift(*args: str) -> tuple[int, dict]:

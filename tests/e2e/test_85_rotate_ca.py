@@ -8,13 +8,14 @@ import http.client
 import json
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKGUARD = str(ROOT / "dockguard")
+DOCKGUARD = str(Path(sys.executable).with_name("dockguard"))  # the checkout's venv (make venv)
 PORT = 2376
 
 

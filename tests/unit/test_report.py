@@ -74,4 +74,4 @@ def test_every_cis_test_maps_to_a_control():
         ]
     assert names
     for name in names:
-        assert controls.for_test(name), f"{name} verifies no control in operations/controls.py"
+        assert controls.for_test(name), f"{name} verifies no control in dockguard/controls.py"

@@ -145,7 +145,7 @@ def test_an_encrypted_ca_key_needs_its_passphrase(tmp_path, monkeypatch):
 def test_the_passphrase_can_come_from_a_file_descriptor(monkeypatch, tmp_path):
     secret = tmp_path / "secret"
     secret.write_bytes(b"from-fd\n")
-    r = os.open(secret, os.O_RDONLY)  # as `3<secret ./dockguard ...` hands it over
+    r = os.open(secret, os.O_RDONLY)  # as `3<secret dockguard ...` hands it over
     monkeypatch.setenv("DOCKGUARD_CA_PASSPHRASE_FD", str(r))
     monkeypatch.setattr(tls, "_passphrase_cache", [])
     assert tls.passphrase() == b"from-fd"
