@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -472,3 +473,20 @@ def test_rotate_ca_one_stage_at_a_time(tmp_path):
         assert tls.rotation(pki)["stage"] == stage
     assert cli.rotate_ca("inv.py", pki, True, 30, deploy=lambda inv: 0) == 0
     assert tls.rotation(pki) is None
+
+
+def test_apply_hands_pyinfra_the_packaged_deploy_and_options_after_the_double_dash(tmp_path, monkeypatch):
+    inventory = tmp_path / "site.py"
+    inventory.write_text("hosts = ['a']\n")
+    seen = {}
+
+    def run(cmd, cwd=None, **kw):
+        seen["cmd"], seen["cwd"] = cmd, cwd
+        return subprocess.CompletedProcess(cmd, 3)
+
+    monkeypatch.setattr(cli.subprocess, "run", run)
+    assert cli.main(["apply", str(inventory), "--limit", "a", "--", "--json", "-v"]) == 3
+    assert seen["cmd"] == [cli.PYINFRA, "-y", "--limit", "a", "--json", "-v", str(inventory), str(cli.DEPLOY_FILE)]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["drift", str(inventory), "--", "--json"])
+    assert e.value.code == 64

@@ -1,0 +1,112 @@
+"""The CIS verification suite: testinfra over the hosts of a pyinfra inventory.
+
+    pytest tests/cis --inventory inventory/lab.py
+
+The conftest turns the inventory into testinfra hosts (ssh://<name>, with an
+ssh_config made from the inventory's connection data), so the suite checks
+exactly the hosts a deploy reaches. Each test is named after its CIS control
+and checks the effective state (docker info, the running daemon, a real
+container), not only files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+from dockguard import fleet
+
+TEST_IMAGE = "dockguard-test:busybox"
+LAB_IMAGE_TAR = "/opt/dockguard-lab/busybox.tar"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--inventory", default="inventory/lab.py", help="pyinfra inventory to verify")
+
+
+def pytest_configure(config):
+    if config.option.hosts is not None:  # plain testinfra use: --hosts given
+        config._dockguard_settings = {}
+        return
+    inventory = fleet.load(config.getoption("--inventory"))
+    config._dockguard_settings = fleet.host_settings(inventory)
+    if not config._dockguard_settings:
+        raise pytest.UsageError(
+            f"no hosts in {config.getoption('--inventory')} (inventory/lab.py: make lab-up; "
+            "inventory/vagrant.py: vagrant up)"
+        )
+    if any(h.data.get("_sudo") for h in inventory):  # e.g. the Vagrant boxes: log in as vagrant, check as root
+        config.option.sudo = True
+    with tempfile.NamedTemporaryFile("w", prefix="dockguard-ssh-", suffix=".conf", delete=False) as f:
+        f.write(fleet.ssh_config(inventory))
+    config.add_cleanup(lambda: os.unlink(f.name))
+    config.option.ssh_config = f.name
+    config.option.hosts = ",".join(f"ssh://{h.name}" for h in inventory)
+
+
+@pytest.fixture(scope="module")
+def cfg(host, request):
+    """The dockguard settings of the host under test (defaults when unknown)."""
+    from dockguard import settings
+
+    name = host.backend.hostname
+    return request.config._dockguard_settings.get(name) or settings.defaults()
+
+
+@pytest.fixture(scope="module")
+def docker_info(host):
+    out = host.check_output("docker info --format '{{json .}}'")
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def daemon_json(host):
+    f = host.file("/etc/docker/daemon.json")
+    assert f.exists, "/etc/docker/daemon.json is missing"
+    return json.loads(f.content_string)
+
+
+@pytest.fixture(scope="module")
+def test_image(host):
+    """A local image to start real containers with; the lab ships a busybox root."""
+    if host.run(f"docker image inspect {TEST_IMAGE}").rc == 0:
+        return TEST_IMAGE
+    if not host.file(LAB_IMAGE_TAR).exists:
+        pytest.skip(f"no local test image ({TEST_IMAGE}) and no {LAB_IMAGE_TAR} to import it from")
+    host.check_output(f"docker import {LAB_IMAGE_TAR} {TEST_IMAGE}")
+    return TEST_IMAGE
+
+
+@pytest.fixture
+def unless_opted_out(cfg):
+    """Skip, with the reason, a control the operator turned off for this host."""
+
+    def check(key, compliant, control):
+        if cfg[key] != compliant:
+            pytest.skip(f"CIS {control}: {key}={cfg[key]!r} is set for this host (an operator decision)")
+
+    return check
+
+
+# Which control area (dockguard_disabled_areas) each test belongs to, by its name.
+_AREA_OF = (
+    ("test_cis_1_1_2_", "docker_group"), ("test_cis_1_1_", "audit"), ("test_cis_1_2_1_", "lynis"),
+    ("test_cis_2_", "dockerd"), ("test_cis_3_", "files"), ("test_cis_5_", "mac"),
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def area_switched_off(request):
+    """A test of an area the operator switched off for this host is skipped with the reason."""
+    if "host" not in request.fixturenames:
+        return
+    settings = request.getfixturevalue("cfg")
+    name = request.node.name
+    for prefix, area in _AREA_OF:
+        if name.startswith(prefix):
+            if area in settings.get("dockguard_disabled_areas", ()):
+                pytest.skip(f"dockguard_disabled_areas: {area!r} is switched off for this host (an operator decision)")
+            return

@@ -1,0 +1,130 @@
+"""CIS Docker Benchmark 1.6.0, section 1: host configuration.
+
+Audit checks read the kernel's rule list (auditctl -l), not the rules file. On a
+host where auditd cannot run (a container) they are skipped with that reason.
+"""
+
+import pytest
+
+KEY = "docker"
+
+
+@pytest.fixture(scope="module")
+def audit_rules(host):
+    r = host.run("auditctl -s")
+    if r.rc != 0:
+        virt = host.run("systemd-detect-virt --container")
+        if virt.rc != 0:  # not a container: auditctl failing there is a failure, never N/A
+            pytest.fail(f"auditctl -s failed on a host that is not a container: {r.stderr.strip()}")
+        pytest.skip(
+            f"auditd cannot run on this host ({virt.stdout.strip()}, a container: the kernel refuses audit "
+            f"control): {r.stderr.strip()}"
+        )
+    return set(host.check_output("auditctl -l").splitlines())
+
+
+def watched(host, audit_rules, *paths):
+    """Every path that exists on this host has a `-w PATH -p wa` watch loaded in the kernel."""
+    existing = [p for p in paths if p and host.run(f"test -e {p}").rc == 0]
+    if not existing:
+        pytest.skip(f"none of {', '.join(p for p in paths if p)} exists on this host")
+    for p in existing:
+        assert f"-w {p} -p wa -k {KEY}" in audit_rules, f"no audit watch for {p}"
+
+
+def which(host, name):
+    return host.run(f"command -v {name}").stdout.strip()
+
+
+def unit_path(host, unit):
+    return host.run(f"systemctl show -p FragmentPath --value {unit}").stdout.strip()
+
+
+def test_cis_1_1_1_separate_partition_for_docker_data(host):
+    source = host.run("findmnt -n -o SOURCE --target /var/lib/docker").stdout.strip()
+    root = host.run("findmnt -n -o SOURCE --target /").stdout.strip()
+    if source == root:
+        pytest.skip(f"CIS 1.1.1 (report only): /var/lib/docker is on the root filesystem ({root})")
+    assert source
+
+
+def test_cis_1_1_2_only_trusted_users_in_docker_group(host, cfg):
+    line = host.run("getent group docker").stdout.strip()
+    members = [m for m in line.split(":")[3].split(",") if m] if line else []
+    assert set(members) <= set(cfg["docker_group_members"]), f"unlisted docker group members: {members}"
+
+
+def test_cis_1_1_3_audit_docker_daemon_binaries(host, audit_rules):
+    watched(host, audit_rules, which(host, "dockerd"), which(host, "docker"))
+
+
+def test_cis_1_1_4_audit_run_containerd(host, audit_rules):
+    watched(host, audit_rules, "/run/containerd")
+
+
+def test_cis_1_1_5_audit_var_lib_docker(host, audit_rules):
+    watched(host, audit_rules, "/var/lib/docker")
+
+
+def test_cis_1_1_6_audit_etc_docker(host, audit_rules):
+    watched(host, audit_rules, "/etc/docker")
+
+
+def test_cis_1_1_7_audit_docker_service(host, audit_rules):
+    watched(host, audit_rules, unit_path(host, "docker.service"))
+
+
+def test_cis_1_1_8_audit_containerd_sock(host, audit_rules):
+    watched(host, audit_rules, "/run/containerd/containerd.sock")
+
+
+def test_cis_1_1_9_audit_docker_socket(host, audit_rules):
+    watched(host, audit_rules, unit_path(host, "docker.socket"))
+
+
+def test_cis_1_1_10_audit_etc_default_docker(host, audit_rules):
+    watched(host, audit_rules, "/etc/default/docker")
+
+
+def test_cis_1_1_11_audit_daemon_json(host, audit_rules):
+    watched(host, audit_rules, "/etc/docker/daemon.json")
+
+
+def test_cis_1_1_12_audit_containerd_config(host, audit_rules):
+    watched(host, audit_rules, "/etc/containerd/config.toml")
+
+
+def test_cis_1_1_13_audit_etc_sysconfig_docker(host, audit_rules):
+    watched(host, audit_rules, "/etc/sysconfig/docker")
+
+
+def test_cis_1_1_14_audit_containerd(host, audit_rules):
+    watched(host, audit_rules, which(host, "containerd"))
+
+
+def test_cis_1_1_15_audit_containerd_shim(host, audit_rules):
+    watched(host, audit_rules, which(host, "containerd-shim"))
+
+
+def test_cis_1_1_16_audit_containerd_shim_runc_v1(host, audit_rules):
+    watched(host, audit_rules, which(host, "containerd-shim-runc-v1"))
+
+
+def test_cis_1_1_17_audit_containerd_shim_runc_v2(host, audit_rules):
+    watched(host, audit_rules, which(host, "containerd-shim-runc-v2"))
+
+
+def test_cis_1_1_18_audit_runc(host, audit_rules):
+    watched(host, audit_rules, which(host, "runc"))
+
+
+def test_cis_1_2_1_host_hardened_lynis(host, cfg):
+    if not cfg["lynis_enabled"]:
+        pytest.skip("CIS 1.2.1: Lynis is turned off for this host (lynis_enabled: False)")
+    report = host.file("/var/log/lynis-report.dat")
+    assert report.exists, "no Lynis report"
+    lines = dict(line.split("=", 1) for line in report.content_string.splitlines() if "=" in line)
+    assert lines.get("report_datetime_end"), "the Lynis report is incomplete"
+    index = int(lines["hardening_index"])
+    if cfg["lynis_min_hardening_index"] is not None:
+        assert index >= cfg["lynis_min_hardening_index"]

@@ -1,0 +1,162 @@
+"""Every use of pyinfra's internals, in one place: a pyinfra upgrade touches this
+module only (config.py pins pyinfra >=3.10,<3.11; tests/unit/test_compat.py checks
+each internal is still there).
+
+The speed-up. pyinfra orders operations by the line numbers of the deploy code that
+called them, read from the call stack at every operation call with ``inspect.stack()``.
+That builds the source context of every frame (it reads source files and scans
+``sys.modules`` for each frame): about 8 ms of CPU per operation call, most of the
+controller's work in a no-op run (160 calls for 10 hosts: 1.3 s). The same line
+numbers come straight from the frames, as ``inspect.getframeinfo`` computes them,
+without the source context. ``install_speedups()`` replaces
+``get_operation_order_from_stack`` where pyinfra 3.10 calls it, only if it is there
+with the signature it replaces, and says once when it is not;
+tests/unit/test_speedups.py checks the two give the same list for the same stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import re
+import sys
+
+import pyinfra
+from pyinfra.api import util as _util
+
+_operation = importlib.import_module("pyinfra.api.operation")
+_original = getattr(_util, "get_operation_order_from_stack", None)
+_position = getattr(inspect, "_get_code_position", None)  # Python 3.11+
+
+
+def _lineno(frame) -> int:
+    """The line inspect.getframeinfo(frame) reports (the start of the current instruction)."""
+    if _position is not None:
+        line = _position(frame.f_code, frame.f_lasti)[0]
+        if line is not None:
+            return line
+    return frame.f_lineno
+
+
+def get_operation_order_from_stack(state, _start=None) -> list[int]:
+    frames = []
+    frame = _start or sys._getframe(1)  # from the caller, as inspect.stack() in pyinfra's own function
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    frames.reverse()
+    i = 0
+    if state.current_deploy_filename:
+        for i, f in enumerate(frames):  # noqa: B007 - the index is used after the loop
+            if f.f_code.co_filename == state.current_deploy_filename:
+                break
+    line_numbers = [state.current_op_file_number] if pyinfra.is_cli else []
+    for f in frames[i:]:
+        if f.f_code.co_filename.startswith(_util.PYINFRA_INSTALL_DIR):
+            continue
+        line_numbers.append(_lineno(f))
+    return line_numbers
+
+
+def _speedup_problem() -> str | None:
+    """Why the operation-order speed-up cannot be installed on this pyinfra (None: it can)."""
+    if _original is None or getattr(_operation, "get_operation_order_from_stack", None) is not _original:
+        return "pyinfra.api.operation no longer calls util.get_operation_order_from_stack"
+    try:
+        params = list(inspect.signature(_original).parameters)
+    except (TypeError, ValueError):
+        return "its signature cannot be read"
+    if params[:1] != ["state"]:
+        return f"its signature changed to {params}"
+    return None
+
+
+_said = False
+
+
+def install_speedups() -> bool:
+    """Give pyinfra the faster operation order (the same order); say once, on stderr, when
+    this pyinfra does not have the function it replaces, and run at pyinfra's speed."""
+    global _said
+    problem = _speedup_problem()
+    if problem is None:
+        _operation.get_operation_order_from_stack = get_operation_order_from_stack
+        return True
+    if not _said:
+        _said = True
+        print(f"dockguard: the operation-order speed-up is off ({problem}): runs are correct, only slower",
+              file=sys.stderr)  # fmt: skip
+    return False
+
+
+# --------------------------------------------------------------------------- the other internals
+# Every other use of something pyinfra does not document as API, in one place.
+
+
+def real_host(h):
+    """pyinfra's ``host`` is a context proxy; the Host object it stands for."""
+    get = getattr(h, "_get_module", None)
+    return get() if get is not None else h
+
+
+@contextlib.contextmanager
+def on_host(h):
+    """Facts and operations of ``h`` outside pyinfra's own per-host loop (the preflight)."""
+    from pyinfra.context import ctx_host
+
+    with ctx_host.use(real_host(h)):
+        yield
+
+
+def fail_host(h) -> bool:
+    """Fail ``h`` alone, as pyinfra does for a failed fact. False (and nothing failed): it
+    is the last active host, where pyinfra would stop with a bare "No hosts remaining!"."""
+    from pyinfra import state
+
+    h = real_host(h)
+    if state.active_hosts <= {h}:
+        return False
+    state.fail_hosts({h})
+    return True
+
+
+def is_failed(h) -> bool:
+    from pyinfra import state
+
+    return real_host(h) in state.failed_hosts
+
+
+def connector_arguments() -> dict:
+    """The connector arguments (``_sudo`` and the like, from the inventory) of the current
+    operation: a FunctionCommand's own host calls do not get them otherwise."""
+    from pyinfra import host
+    from pyinfra.api.arguments import ConnectorArguments
+
+    keys = set(getattr(ConnectorArguments, "__annotations__", {}))
+    return {k: v for k, v in (getattr(host, "current_op_global_arguments", None) or {}).items() if k in keys}
+
+
+def load_inventory(path: str | os.PathLike, cwd: str | os.PathLike):
+    """The pyinfra Inventory of an inventory file, with its group_data applied, outside a run."""
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    with ctx_state.use(State()):
+        return make_inventory(str(path), cwd=str(cwd))
+
+
+def host_errors(stderr: str, name: str) -> list[str]:
+    """What pyinfra said went wrong with one host (connection, sudo, a fact, a refusal): pyinfra
+    has no API for it, only its log lines on stderr, prefixed ``[HOST]``."""
+    out = []
+    for line in stderr.splitlines():
+        text = line.strip()
+        if text.startswith(f"[{name}]") and re.search(r"error|could not|failed|password|refused|timed out", text, re.I):
+            out.append(re.sub(r"\x1b\[[0-9;]*m", "", text[len(name) + 2 :].strip()))
+    if re.search(r"invalid dockguard settings|dockguard refuses to run", stderr):
+        block = stderr[stderr.index("pyinfra error") :] if "pyinfra error" in stderr else stderr
+        out += [line.strip() for line in block.splitlines() if line.strip().startswith(f"{name}:")]
+    return out

@@ -1,0 +1,101 @@
+"""The CIS Docker Benchmark 1.6.0 controls dockguard reports on: the host controls
+(sections 1-3) and the host side of 5.1/5.2 (AppArmor, SELinux).
+
+Each control: its ID, title, and how dockguard handles it:
+  auto    remediated automatically (and verified)
+  choice  needs an operator decision, made with a setting (a safe default where one exists)
+  report  verified and reported only; dockguard changes nothing for it
+  manual  out of dockguard's scope; the report says why
+
+``test`` is the prefix of the testinfra test that verifies it (tests/cis), or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Control:
+    cis: str
+    title: str
+    kind: str
+    test: str | None
+    note: str = ""
+
+
+CONTROLS = [
+    Control("1.1.1", "Separate partition for /var/lib/docker", "report", "test_cis_1_1_1_"),
+    Control("1.1.2", "Only trusted users in the docker group", "choice", "test_cis_1_1_2_",
+            "docker_group_members; removal with docker_group_enforce"),
+    Control("1.1.3", "Audit the Docker daemon binaries", "auto", "test_cis_1_1_3_"),
+    Control("1.1.4", "Audit /run/containerd", "auto", "test_cis_1_1_4_"),
+    Control("1.1.5", "Audit /var/lib/docker", "auto", "test_cis_1_1_5_"),
+    Control("1.1.6", "Audit /etc/docker", "auto", "test_cis_1_1_6_"),
+    Control("1.1.7", "Audit docker.service", "auto", "test_cis_1_1_7_"),
+    Control("1.1.8", "Audit containerd.sock", "auto", "test_cis_1_1_8_"),
+    Control("1.1.9", "Audit docker.socket", "auto", "test_cis_1_1_9_"),
+    Control("1.1.10", "Audit /etc/default/docker", "auto", "test_cis_1_1_10_"),
+    Control("1.1.11", "Audit /etc/docker/daemon.json", "auto", "test_cis_1_1_11_"),
+    Control("1.1.12", "Audit /etc/containerd/config.toml", "auto", "test_cis_1_1_12_"),
+    Control("1.1.13", "Audit /etc/sysconfig/docker", "auto", "test_cis_1_1_13_"),
+    Control("1.1.14", "Audit /usr/bin/containerd", "auto", "test_cis_1_1_14_"),
+    Control("1.1.15", "Audit containerd-shim", "auto", "test_cis_1_1_15_"),
+    Control("1.1.16", "Audit containerd-shim-runc-v1", "auto", "test_cis_1_1_16_"),
+    Control("1.1.17", "Audit containerd-shim-runc-v2", "auto", "test_cis_1_1_17_"),
+    Control("1.1.18", "Audit runc", "auto", "test_cis_1_1_18_"),
+    Control("1.2.1", "The host is hardened (Lynis)", "report", "test_cis_1_2_1_",
+            "index reported; lynis_min_hardening_index gates"),
+    Control("1.2.2", "Docker is up to date", "manual", None,
+            "package updates are the distribution's job; Lynis reports pending ones"),
+    Control("2.1", "Run the daemon as a non-root user (rootless)", "manual", None,
+            "a different installation of Docker, not a setting of the system daemon"),
+    Control("2.2", "Inter-container communication off on the default bridge", "auto", "test_cis_2_2_"),
+    Control("2.3", "Log level info", "auto", "test_cis_2_3_"),
+    Control("2.4", "Docker manages iptables", "auto", "test_cis_2_4_"),
+    Control("2.5", "No insecure registries", "auto", "test_cis_2_5_"),
+    Control("2.6", "No aufs storage driver", "auto", "test_cis_2_6_"),
+    Control("2.7", "TLS authentication on the TCP socket", "auto", "test_cis_2_7_"),
+    Control("2.8", "Default ulimits", "auto", "test_cis_2_8_"),
+    Control("2.9", "User namespace remapping", "choice", "test_cis_2_9_",
+            "on by default; refused where it would hide containers"),
+    Control("2.10", "Default cgroup parent confirmed", "choice", "test_cis_2_10_"),
+    Control("2.11", "Base device size not changed", "auto", "test_cis_2_11_"),
+    Control("2.12", "Authorization plugin for client commands", "choice", "test_cis_2_12_",
+            "docker_authorization_plugins"),
+    Control("2.13", "Centralised and rotated logging", "choice", "test_cis_2_13_",
+            "docker_log_driver, docker_log_opts"),
+    Control("2.14", "Containers cannot gain new privileges", "auto", "test_cis_2_14_"),
+    Control("2.15", "Live restore", "auto", "test_cis_2_15_"),
+    Control("2.16", "Userland proxy off", "auto", "test_cis_2_16_"),
+    Control("2.17", "Daemon-wide seccomp profile", "choice", "test_cis_2_17_", "docker_seccomp_profile"),
+    Control("2.18", "Experimental features off", "auto", "test_cis_2_18_"),
+    Control("3.1/3.2", "docker.service owner and mode", "auto", "test_cis_3_1_3_2_"),
+    Control("3.3/3.4", "docker.socket owner and mode", "auto", "test_cis_3_3_3_4_"),
+    Control("3.5/3.6", "/etc/docker owner and mode", "auto", "test_cis_3_5_3_6_"),
+    Control("3.7/3.8", "Registry certificates owner and mode", "auto", "test_cis_3_7_3_8_"),
+    Control("3.9/3.10", "TLS CA certificate owner and mode", "auto", "test_cis_3_9_3_10_"),
+    Control("3.11/3.12", "Server certificate owner and mode", "auto", "test_cis_3_11_3_12_"),
+    Control("3.13/3.14", "Server key owner and mode", "auto", "test_cis_3_13_3_14_"),
+    Control("3.15/3.16", "/var/run/docker.sock owner and mode", "auto", "test_cis_3_15_3_16_"),
+    Control("3.17/3.18", "/etc/docker/daemon.json owner and mode", "auto", "test_cis_3_17_3_18_"),
+    Control("3.19/3.20", "/etc/default/docker owner and mode", "auto", "test_cis_3_19_3_20_"),
+    Control("3.21/3.22", "/etc/sysconfig/docker owner and mode", "auto", "test_cis_3_21_3_22_"),
+    Control("3.23/3.24", "containerd socket owner and mode", "auto", "test_cis_3_23_3_24_"),
+    Control("5.1", "AppArmor confines containers (Debian/Ubuntu)", "auto", "test_cis_5_1_",
+            "docker-default verified; dockguard-default shipped, loaded, opt-in per container"),
+    Control("5.2", "SELinux confines containers (RHEL family)", "auto", "test_cis_5_2_",
+            "enforcing; a disabled host is rebooted only with dockguard_allow_reboot"),
+]  # fmt: skip
+
+BY_ID = {c.cis: c for c in CONTROLS}
+
+
+def for_test(test_name: str) -> Control | None:
+    """The control a testinfra test verifies (by its name's prefix)."""
+    base = test_name.split("[", 1)[0]
+    best = None
+    for c in CONTROLS:
+        if c.test and base.startswith(c.test) and (best is None or len(c.test) > len(best.test)):
+            best = c
+    return best

@@ -1,0 +1,88 @@
+"""The dockguard deploy: every control area, in order, for the current host.
+
+pyinfra runs a deploy file once per host; ``run()`` is that file's body (deploy.py in
+a checkout, dockguard/deploy_file.py when installed). ``dockguard()`` is the same as a
+reusable pyinfra deploy (``@deploy``), to call from someone else's deploy file::
+
+    from dockguard.deploy import dockguard
+    dockguard()
+
+The first host to get here validates the settings of the whole inventory and runs the
+preflight (every host's distribution and live state, the CA on this machine) before any
+operation exists; a host the preflight refuses, or whose state cannot be read, fails
+alone with one line naming it and the cause, and the others go on. Where Docker is
+missing (and docker_install allows it), it is installed first and the host is hardened
+right after, with facts read from the Docker just installed.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, inventory
+from pyinfra.api import deploy
+from pyinfra.operations import python
+
+from . import compat, settings
+from .operations import (
+    Context,
+    audit,
+    checked,
+    docker_files,
+    docker_group,
+    dockerd,
+    lynis,
+    mac,
+    packages,
+    platform,
+)
+
+# The control areas, in order: (name for dockguard_disabled_areas, what it configures).
+# Each takes the host's Context and returns the operations that may change the host.
+AREAS = (
+    ("lynis", lynis.baseline_area),  # CIS 1.2.1: a first audit of a host never audited
+    ("mac", mac.configure),  # CIS 5.1/5.2: AppArmor profile loaded and enforced, or SELinux enforcing
+    ("dockerd", dockerd.configure),  # CIS 2: daemon.json, drop-in, TLS, userns; restart only when needed
+    ("files", docker_files.configure),  # CIS 3: owner and mode of files, sockets, units and certificates
+    ("audit", audit.configure),  # CIS 1.1.3-1.1.18: audit watches, loaded and verified
+    ("docker_group", docker_group.configure),  # CIS 1.1.2: docker group members
+    ("lynis", lynis.configure),  # CIS 1.2.1: audit again if changed, save report, gate
+)
+AREA_NAMES = tuple(dict.fromkeys(name for name, _ in AREAS))
+
+
+def harden(ctx: Context) -> None:
+    for name, area in AREAS:
+        if ctx.enabled(name):
+            ctx.changed += area(ctx)
+
+
+def _harden_installed() -> None:
+    ctx = Context.of()
+    ctx.refresh()  # read the Docker just installed
+    harden(ctx)
+
+
+def _prepare(ctx: Context) -> None:
+    if dockerd.live_state().get("dockerd"):
+        harden(ctx)
+    else:  # the preflight allowed it: docker_install is on and docker_source has packages here
+        packages.docker(name=packages.DOCKER_OP, plat=platform.current(), cfg=ctx.cfg)
+        python.call(name="dockguard: harden the Docker installed in this run", function=_harden_installed)
+    checked()  # for `dockguard drift`: this host was fully checked
+
+
+def run() -> None:
+    """The body of a deploy file: harden the current host."""
+    compat.install_speedups()
+    settings.for_host(host, inventory, preflight=dockerd.preflight)
+    if dockerd.refused(host):
+        return
+    try:
+        _prepare(Context.of())
+    except Exception as e:  # one host's odd state never stops the others
+        dockerd.refuse(host, str(e) if isinstance(e, dockerd.HostRefused) else f"{type(e).__name__}: {e}")
+
+
+@deploy("dockguard")
+def dockguard() -> None:
+    """Harden the current host (for use inside another pyinfra deploy)."""
+    run()

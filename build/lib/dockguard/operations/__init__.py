@@ -1,0 +1,114 @@
+"""dockguard control areas. Each module holds its facts beside its operations."""
+
+from __future__ import annotations
+
+from dockguard import ROOT, TEMPLATES  # noqa: F401 - for the areas
+
+
+def warn(message: str) -> None:
+    """A line for the operator, shown at any verbosity, prefixed with the current host."""
+    from pyinfra import host, logger
+
+    logger.warning(f"{host.print_prefix}{message}")
+
+
+def say(message: str) -> None:
+    """An informational line for the operator, prefixed with the current host."""
+    from pyinfra import host, logger
+
+    logger.info(f"{host.print_prefix}{message}")
+
+
+class Context:
+    """Everything dockguard knows about one host in one run, in one place: its settings,
+    the facts read once for every area (``fact``), what an area keeps for a later one
+    (``scratch``), the operations that changed something so far (``changed``), and its
+    drift notes. ``refresh`` forgets the facts and scratch (Docker was installed in this
+    run: read it again); the notes and settings stay."""
+
+    _hosts: dict[str, Context] = {}
+
+    def __init__(self, name: str, cfg: dict) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.facts: dict[str, object] = {}
+        self.scratch: dict[str, dict] = {}
+        self.changed: list = []
+        self.notes: list[dict[str, str | None]] = []
+
+    @classmethod
+    def of(cls, name: str | None = None) -> Context:
+        """The current host's context (made, with its resolved settings, on first use)."""
+        if name is None:
+            from pyinfra import host
+
+            name = host.name
+        if name not in cls._hosts:
+            from pyinfra import host
+
+            from dockguard import settings
+
+            data = host.data.dict() if hasattr(host.data, "dict") else dict(host.data or {})
+            cls._hosts[name] = cls(name, settings.resolve(data))
+        return cls._hosts[name]
+
+    def fact(self, key: str, fact_cls, **kwargs):
+        """A fact read once per host and run (or handed in by the preflight: ``remember``)."""
+        if key not in self.facts:
+            from pyinfra import host
+
+            self.facts[key] = host.get_fact(fact_cls, **kwargs)
+        return self.facts[key]
+
+    def remember(self, key: str, value) -> None:
+        self.facts[key] = value
+
+    def area(self, name: str) -> dict:
+        """An area's own per-host scratch space."""
+        return self.scratch.setdefault(name, {})
+
+    def enabled(self, area: str) -> bool:
+        return area not in self.cfg.get("dockguard_disabled_areas", ())
+
+    def refresh(self) -> None:
+        self.facts.clear()
+        self.scratch.clear()
+
+
+def drift(cis: str, reason: str, operation: str | None = None) -> None:
+    """Record that control ``cis`` is out of line on the current host, and why
+    (``operation``: the name of the operation that will correct it, if known).
+    `dockguard drift` runs the deploy in dry-run mode with DOCKGUARD_DRIFT_DIR set and
+    reads one file per host that was fully checked (see ``checked``)."""
+    notes = Context.of().notes
+    note = {"cis": cis, "reason": reason, "operation": operation}
+    if note not in notes:  # an operation body may be evaluated more than once
+        notes.append(note)
+
+
+def checked() -> None:
+    """Last step of the deploy: this host was fully checked; write its drift notes."""
+    import json
+    import os
+
+    from pyinfra import host
+
+    directory = os.environ.get("DOCKGUARD_DRIFT_DIR")
+    if directory:
+        with open(os.path.join(directory, f"{host.name}.json"), "w") as f:
+            json.dump({"host": host.name, "notes": Context.of().notes}, f)
+
+
+class PerHost:
+    """One fact of the current host's Context, read once (see Context.fact): ``get`` reads
+    it on first use, ``set`` hands in the preflight's reading."""
+
+    def __init__(self, fact) -> None:
+        self.fact = fact
+        self.key = f"{fact.__module__}.{fact.__name__}"
+
+    def set(self, name: str, value: dict) -> None:
+        Context.of(name).remember(self.key, value)
+
+    def get(self) -> dict:
+        return Context.of().fact(self.key, self.fact)

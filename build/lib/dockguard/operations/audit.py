@@ -1,0 +1,210 @@
+"""auditd (CIS Docker Benchmark 1.6.0, 1.1.3-1.1.18): a watch for every Docker and
+containerd path that exists on the host, loaded into the kernel and verified there.
+
+* The rules file (/etc/audit/rules.d/dockguard-docker.rules) holds one
+  ``-w PATH -p wa -k docker`` line per path that exists (a watch on a missing
+  path would stop augenrules at that line), found by hostpaths.DockerHostPaths
+  wherever the distribution puts binaries and units. Rules files of others are
+  left alone.
+* ``augenrules --load`` runs only when the file changed or the kernel's list
+  (``auditctl -l``) lacks one of our watches; the load is then verified against
+  the kernel's list, not the file.
+* Where auditd cannot run (a container host: the kernel refuses audit control
+  from a container) the host says so, keeps the rules file for the day it runs
+  elsewhere, and goes on. Immutable rules (``-e 2``) are reported: they change
+  only at the next boot.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, StringCommand, operation
+
+from dockguard import registry
+
+from . import Context, content, drift, hostpaths, packages, platform, safe, warn
+from .dockerd import DAEMON_JSON
+
+RULES_FILE = registry.AUDIT_RULES
+RUNNING_OP = "CIS 1.1: auditd enabled and running"
+LOAD_OP = "CIS 1.1: audit rules loaded and verified in the kernel"
+KEY = "docker"
+# CIS 1.1.x paths (besides binaries and units, found per host).
+AUDITED = registry.audited()
+
+
+def watched_paths(paths: dict[str, Any]) -> list[str]:
+    """Every Docker/containerd path to watch on this host: what exists, plus daemon.json,
+    which dockguard writes before the rules are loaded."""
+    found = set(paths.get("bins", {}).values())
+    found |= {p for u, p in paths.get("units", {}).items() if u in ("docker.service", "docker.socket")}
+    found |= {p for p in AUDITED if p in paths.get("stat", {})}
+    found.add(DAEMON_JSON)
+    return sorted(found)
+
+
+def watchable(path: str) -> bool:
+    """Whether ``path`` can be a watch: auditctl splits a rule on whitespace and the
+    rules file is text, so a path with whitespace, a control character or bytes that
+    are not UTF-8 cannot be one (it is left out and reported: ``unwatchable``)."""
+    return safe.plain(path) and not any(c.isspace() for c in path)
+
+
+def unwatchable(watched: list[str]) -> list[str]:
+    return [p for p in watched if not watchable(p)]
+
+
+def rule_lines(watched: list[str]) -> list[str]:
+    return [f"-w {p} -p wa -k {KEY}" for p in watched if watchable(p)]
+
+
+class AuditState(FactBase):
+    """Whether this host can run auditd, its state, and the kernel's rule list."""
+
+    def command(self) -> str:
+        return (
+            "echo installed=$(command -v auditctl >/dev/null 2>&1 && echo yes || echo no); "
+            'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
+            "systemctl show -p ActiveState -p UnitFileState auditd.service 2>/dev/null "
+            "| sed -n -e 's/^ActiveState=/active=/p' -e 's/^UnitFileState=/enabled=/p'; "
+            "if s=$(auditctl -s 2>&1); then echo status=ok; echo \"$s\" | sed -n 's/^enabled /audit_enabled=/p'; "
+            'else echo "status=$(echo $s | head -c 200)"; fi; '
+            "auditctl -l 2>/dev/null | sed 's/^/rule=/'; true"
+        )
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"rules": []}
+        for line in output:
+            key, _, value = line.partition("=")
+            if key == "rule":
+                if value != "No rules":
+                    out["rules"].append(value)
+            elif key in ("installed", "container", "active", "enabled", "status", "audit_enabled"):
+                out[key] = value
+        out["available"] = out.get("status") == "ok"
+        out["immutable"] = out.get("audit_enabled") == "2"
+        return out
+
+
+def unavailable_reason(live: dict[str, Any]) -> str | None:
+    if live.get("available"):
+        return None
+    if live.get("installed") != "yes":
+        return "auditd is being installed"
+    where = live.get("container")
+    if where and where != "none":
+        return (
+            f"auditd cannot run on this host: it is a container ({where}) and the kernel refuses audit "
+            "control from a container; the rules file is installed, the live checks run on a VM or real host"
+        )
+    return f"the kernel's audit status cannot be read ({live.get('status')})"
+
+
+def _current(live: dict[str, Any] | None) -> dict[str, Any]:
+    """The state read while the area was prepared, unless auditd was not installed then
+    (it is installed by an earlier operation of this run: read it again)."""
+    if live and live.get("installed") == "yes":
+        return live
+    return host.get_fact(AuditState)
+
+
+@operation()
+def running(live: dict[str, Any] | None = None):
+    """auditd enabled and running, where it can run."""
+    live = _current(live)
+    reason = unavailable_reason(live)
+    if reason:
+        warn(f"CIS 1.1: {reason}")
+        host.noop(reason)
+        return
+    cmds = []
+    if live.get("active") != "active":
+        drift("1.1", f"auditd is {live.get('active') or 'not running'}", operation=RUNNING_OP)
+    if live.get("enabled") != "enabled":
+        cmds.append("systemctl enable auditd.service")
+    if live.get("active") != "active":
+        # Not `restart`: RHEL refuses a manual restart of auditd.
+        cmds.append("systemctl start auditd.service")
+    if not cmds:
+        host.noop("auditd is enabled and running")
+        return
+    yield " && ".join(cmds)
+
+
+def missing_rules(live: dict[str, Any], wanted: list[str]) -> list[str]:
+    have = set(live.get("rules", []))
+    return [r for r in wanted if r not in have]
+
+
+@operation()
+def loaded(wanted: list[str], live: dict[str, Any] | None = None):
+    """Load the rules (gate with ``_if``) and verify them in the kernel's list."""
+    live = _current(live)
+    reason = unavailable_reason(live)
+    if reason:
+        host.noop(f"audit rules not loaded: {reason}")
+        return
+    if live.get("immutable"):
+        warn(
+            "CIS 1.1: audit rules are immutable (-e 2) until the next boot: the Docker watches load then; "
+            f"missing now: {', '.join(missing_rules(live, wanted)) or 'none'}"
+        )
+        host.noop("audit rules are immutable until reboot")
+        return
+    checks = " ".join(f'auditctl -l | grep -qxF -- {q} || missing="$missing; "{q};' for q in map(shlex.quote, wanted))
+    yield StringCommand(
+        "augenrules --load >/dev/null || exit 1; missing=''; "
+        + checks
+        + ' if [ -n "$missing" ]; then '
+        + "printf '%s\\n' \"dockguard: audit rules not in the kernel after loading:$missing\" >&2; exit 1; fi"
+    )
+
+
+def configure(ctx: Context) -> list:
+    """CIS 1.1.3-1.1.18."""
+    live = host.get_fact(AuditState)
+    paths = hostpaths.current()
+    watched = watched_paths(paths)
+    for path in unwatchable(watched):
+        why = (
+            f"{safe.shown(path)} cannot be an audit watch (auditctl splits a rule on whitespace; a control "
+            f"character or a byte that is not UTF-8 cannot be written to the rules file): left out of {RULES_FILE}"
+        )
+        warn(f"CIS 1.1: {why}")
+        drift("1.1.3-1.1.18", why)
+    wanted = rule_lines(watched)
+    inst = packages.installed(
+        name="CIS 1.1: auditd installed",
+        present=live.get("installed") == "yes",
+        plat=platform.current(),
+        apt="auditd",
+        dnf="audit",
+    )
+    # Content here, owner and mode (root:root 0640) with the other files (docker_files).
+    (rules,) = content.files(
+        {RULES_FILE: (content.render("etc/audit/rules.d/dockguard-docker.rules.j2", rules=wanted), "640")},
+        {RULES_FILE: "CIS 1.1.3-1.1.18: audit rules for Docker paths"},
+    )
+    run = running(name=RUNNING_OP, live=live)
+    missing = missing_rules(live, wanted) if live.get("available") else []
+    if missing:
+        drift(
+            "1.1.3-1.1.18",
+            f"{len(missing)} Docker audit watches missing from the kernel: {'; '.join(missing)}",
+            operation=LOAD_OP,
+        )
+    stale = bool(missing)
+    load = loaded(
+        name=LOAD_OP,
+        wanted=wanted,
+        live=live,
+        _if=lambda: stale or rules.did_change(),
+    )
+    return [inst, rules, run, load]

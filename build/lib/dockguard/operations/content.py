@@ -1,0 +1,121 @@
+"""The content of files dockguard renders from templates/, checked by digest.
+
+pyinfra's files.template reads three facts per file (directory, file, checksum):
+for the several files a control area writes, that is most of the commands of a
+no-op run. Here one fact reads the sha256 of all of an area's files at once,
+while the host is prepared (the first area to ask reads them all: MANAGED); each
+file is written by exactly one operation, so the digest read then is still the
+file's state when that operation runs.
+
+A file is written in place (its owner and mode stay as they are: they belong to
+the CIS 3.x operation), or created root-owned, 0644 unless ``mode`` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import shlex
+from io import BytesIO
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.exceptions import FactProcessError
+from pyinfra.api.util import get_template
+
+from dockguard import registry
+
+from . import TEMPLATES, Context, hostlock
+
+
+class Digests(FactBase):
+    """{path: sha256 of its content, or None where there is no such file}."""
+
+    def command(self, paths: list[str]) -> str:
+        return " ".join(
+            f"if [ -f {shlex.quote(p)} ]; then echo \"$(sha256sum < {shlex.quote(p)} | cut -d' ' -f1) {p}\"; "
+            f"else echo '- {p}'; fi;"
+            for p in paths
+        )
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for line in output:
+            digest, _, path = line.partition(" ")
+            if not path or (digest != "-" and len(digest) != 64):
+                raise FactProcessError(f"unexpected digest line: {line!r}")
+            out[path] = None if digest == "-" else digest
+        return out
+
+
+def render(template: str, **data: Any) -> str:
+    """A template under templates/, rendered as files.template would."""
+    return get_template(str(TEMPLATES / template)).render(**data)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@operation()
+def file(path: str, text: str, digest: str | None, mode: str = "644"):
+    """``path`` holds ``text``. ``digest``: the file's sha256 as read at prepare time (Digests).
+
+    Written atomically: uploaded to a temporary file in the same directory, given the
+    owner and mode (the file's own, or root:root ``mode`` for a new one), fsynced and
+    renamed over the file, under the host lock, and only if the file is still what this
+    run read (else this host fails: someone else changed it meanwhile). A host that dies
+    mid-run keeps the old file or the new one, never half of one."""
+    if digest == sha256(text):
+        host.noop(f"{path} is up to date")
+        return
+    yield from atomic_write(path, text.encode(), digest, mode)
+
+
+def atomic_write(path: str, data: bytes, digest: str | None, mode: str = "644"):
+    """The commands of :func:`file` (for operations that write a file of their own)."""
+    parent, q = posixpath.dirname(path), shlex.quote
+    tmp = f"{parent}/.{posixpath.basename(path)}.dockguard-{hostlock.RUN_ID[:12]}"
+    if digest is None:
+        yield StringCommand(f"mkdir -p {q(parent)}")
+    yield FileUploadCommand(BytesIO(data), tmp)
+    attrs = (
+        f"chown root:root {q(tmp)} && chmod {mode} {q(tmp)}"
+        if digest is None
+        else f"chown --reference={q(path)} {q(tmp)} && chmod --reference={q(path)} {q(tmp)}"
+    )
+    yield StringCommand(
+        hostlock.prefix() + f"now=$(if [ -f {q(path)} ]; then sha256sum < {q(path)} | cut -d' ' -f1; else echo -; fi); "
+        f'if [ "$now" != {digest or "-"} ]; then rm -f {q(tmp)}; echo {q(f"dockguard: {path} changed on the host since this run read it (another run, or a person): not overwritten; run again")} >&2; exit 1; fi; '  # noqa: E501
+        f"{attrs} && sync {q(tmp)} && mv -f {q(tmp)} {q(path)} && sync {q(parent)}"
+    )
+
+
+# Every file dockguard renders: the first area to ask reads all their digests in one
+# command, for the areas after it (the files are not written until the operations run).
+MANAGED = registry.managed_files()
+
+
+def digests(paths: list[str]) -> dict[str, str | None]:
+    """The digests of ``paths`` as this host has them now (read once per run, see MANAGED)."""
+    known = Context.of().area("content")
+    missing = [p for p in paths if p not in known]
+    if missing:
+        wanted = missing if known else sorted(set(MANAGED) | set(missing))
+        known.update(host.get_fact(Digests, paths=wanted))
+    return {p: known.get(p) for p in paths}
+
+
+def files(specs: dict[str, tuple[str, str]], names: dict[str, str]) -> list:
+    """Write several files of one area: {path: (text, mode)}, with operation names
+    {path: name}. Returns the operations."""
+    digests_now = digests(list(specs))
+    return [
+        file(name=names[path], path=path, text=text, digest=digests_now.get(path), mode=mode)
+        for path, (text, mode) in specs.items()
+    ]

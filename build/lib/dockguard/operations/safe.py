@@ -1,0 +1,126 @@
+"""Host-controlled bytes, in and out, without injection.
+
+In: a fact that reads names or paths the host controls (NSS, the file system,
+/etc/os-release) prints them as NUL-terminated fields, base64-encoded on one
+line (``stream``): no byte of a value can break the format, nothing passes
+through ``echo`` (dash's echo expands backslashes), and pyinfra only ever sees
+ASCII. ``fields`` decodes that line in Python and turns truncated, garbled or
+missing output into a FactProcessError naming the fact's purpose (pyinfra then
+fails that host only).
+
+Out: ``arg`` quotes a value for a POSIX shell (shlex.quote; bytes that are not
+printable UTF-8 are written as printf octal escapes, so a command never carries
+raw control characters); ``shown`` writes a value for the operator's terminal
+(repr-style escapes, never raw control characters).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import shlex
+
+from pyinfra.api.exceptions import FactProcessError
+
+_ASIDE = re.compile(r"[\s,;:'\"\\]|^$")
+END = b"dockguard-end"  # the last field of every stream: a stream without it was cut short
+
+
+def stream(tag: str, script: str) -> str:
+    """Shell: run ``script`` (which prints NUL-terminated fields, e.g. with
+    ``printf '%s\\0' "$x"`` or ``find -printf '%p\\0'``) and print ``TAG:BASE64``
+    on one line, the stream closed by the field ``dockguard-end``."""
+    return f"printf '{tag}:'; {{ {script} printf '{END.decode()}\\0'; }} 2>/dev/null | base64 -w0; echo"
+
+
+def fields(output: list[str], tag: str, purpose: str) -> list[bytes]:
+    """The NUL-terminated fields of a ``stream`` line (without the closing marker). Output
+    cut short anywhere lacks the marker, except when a value is the marker itself and the
+    cut falls right after it (an accident no fixed marker can rule out)."""
+    lines = [line for line in output if line.strip()]
+    if len(lines) != 1:
+        got = "no output" if not lines else f"{len(lines)} lines of output"
+        raise FactProcessError(f"{purpose}: expected one line '{tag}:BASE64', got {got}")
+    head, sep, payload = lines[0].strip().partition(":")
+    if head != tag or not sep:
+        raise FactProcessError(f"{purpose}: expected '{tag}:BASE64', got {shown(lines[0][:80])}")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise FactProcessError(f"{purpose}: output is not base64 (truncated?): {e}") from None
+    if not raw.endswith(b"\0" + END + b"\0") and raw != END + b"\0":
+        raise FactProcessError(f"{purpose}: output was cut short (no end marker; is base64 installed?)")
+    return raw.split(b"\0")[:-2]
+
+
+def text(value: bytes, purpose: str) -> str:
+    """``value`` as text; a FactProcessError if it is not UTF-8."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FactProcessError(f"{purpose}: not UTF-8: {shown(value)}") from None
+
+
+def name(value: bytes) -> str:
+    """A name as text, whatever its bytes: UTF-8 as it is, other bytes kept as
+    surrogate escapes (``arg`` writes them back byte for byte)."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def raw(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def plain(value: str) -> bool:
+    """Printable UTF-8 (no control characters, no undecodable bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
+
+
+def quotable(value: str) -> bool:
+    """Whether ``arg`` can carry ``value`` (no NUL, no trailing newline)."""
+    return not value.endswith("\n") and "\0" not in value
+
+
+def arg(value: str) -> str:
+    """``value`` as one word of a POSIX shell command, byte for byte. Printable
+    UTF-8 is shlex-quoted; anything else becomes ``"$(printf -- '...')"`` with
+    each control character or byte that is not UTF-8 (from ``name``) as an
+    octal escape ``\\NNN``. A value cannot end in a newline or hold a NUL
+    (callers check ``quotable`` first)."""
+    if not quotable(value):
+        raise ValueError(f"cannot pass {shown(value)} as a shell word")
+    if plain(value):
+        return shlex.quote(value)
+    return "\"$(printf -- '" + "".join(_printf(c) for c in value) + "')\""
+
+
+def _printf(c: str) -> str:
+    """One character in a single-quoted printf format that prints it."""
+    if c == "'":
+        return "'\\''"
+    if c in "%\\":
+        return c * 2
+    return c if plain(c) else "".join(f"\\{b:03o}" for b in raw(c))
+
+
+def shown(value: str | bytes) -> str:
+    """``value`` for the operator's terminal: as it is when it is printable
+    text without blanks, quotes, backslashes or separators, else its repr
+    (escapes for control characters and undecodable bytes)."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return repr(value)
+    if plain(value) and not _ASIDE.search(value):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return repr(raw(value))
+    return repr(value)

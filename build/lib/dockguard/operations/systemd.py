@@ -1,0 +1,238 @@
+"""systemd's own file formats, read and written the way systemd does: unit files and
+their drop-ins (which ``ExecStart=`` wins), ``EnvironmentFile=`` files, and quoting
+for a command line in a unit file.
+
+The facts hand the raw bytes of these files over (base64); everything here is pure
+Python, so the decision "which listeners will dockerd have after the next start" is
+taken from the disk, whatever the running daemon says or fails to say.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+# Where systemd looks for drop-ins of a system unit, most important first: a file
+# of the same name in an earlier directory masks the later ones.
+DROPIN_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+               "/lib/systemd/system", "/usr/lib/systemd/system")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Line:
+    """One assignment of a unit file: ``key=value`` in ``section``, at ``path``:``lineno``."""
+
+    path: str
+    lineno: int
+    section: str
+    key: str
+    value: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} line {self.lineno}"
+
+
+def parse_unit(path: str, text: str) -> list[Line]:
+    """The assignments of a unit file or drop-in, continuation lines joined."""
+    out: list[Line] = []
+    section = ""
+    pending: tuple[int, str] | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        if pending is not None:
+            start, acc = pending
+            line = acc + " " + raw.strip()
+        else:
+            start, line = number, raw.strip()
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            pending = (start, line[:-1].rstrip())
+            continue
+        pending = None
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, eq, value = line.partition("=")
+        if eq:
+            out.append(Line(path, start, section, key.strip(), value.strip()))
+    return out
+
+
+def dropin_order(paths: list[str]) -> list[str]:
+    """The drop-ins systemd applies, in its order: by file name across every directory,
+    a name in a more important directory masking the same name elsewhere."""
+    best: dict[str, str] = {}
+    rank = {d: i for i, d in enumerate(DROPIN_DIRS)}
+    for p in paths:
+        name = posixpath.basename(p)
+        unit_dir = posixpath.dirname(posixpath.dirname(p))
+        if name not in best or rank.get(unit_dir, 99) < rank.get(posixpath.dirname(posixpath.dirname(best[name])), 99):
+            best[name] = p
+    return [best[n] for n in sorted(best)]
+
+
+def service_lines(fragment: tuple[str, str] | None, dropins: dict[str, str]) -> list[Line]:
+    """Every [Service] assignment of the unit, vendor file first, then its drop-ins in order."""
+    lines: list[Line] = []
+    if fragment:
+        lines += parse_unit(*fragment)
+    for p in dropin_order(list(dropins)):
+        lines += parse_unit(p, dropins[p])
+    return [line for line in lines if line.section == "Service"]
+
+
+def exec_start(lines: list[Line]) -> Line | None:
+    """The ExecStart= that wins: the last one after the last reset (an empty ExecStart=)."""
+    current: Line | None = None
+    for line in lines:
+        if line.key == "ExecStart":
+            current = line if line.value else None
+    return current
+
+
+def environment_files(lines: list[Line]) -> list[str]:
+    """EnvironmentFile= paths, in order (a leading '-' means: may be missing)."""
+    out: list[str] = []
+    for line in lines:
+        if line.key == "EnvironmentFile":
+            if not line.value:
+                out = []
+            else:
+                out.append(line.value.lstrip("-"))
+    return out
+
+
+def parse_env_file(path: str, text: str) -> dict[str, tuple[str, int]]:
+    """KEY=VALUE lines as systemd reads an EnvironmentFile= (not a shell: nothing is
+    run), with the line each comes from: {key: (value, lineno)}."""
+    out: dict[str, tuple[str, int]] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+            if raw.strip().partition("=")[2].strip()[0] == '"':
+                value = re.sub(r"\\(.)", r"\1", value)
+        out[key] = (value, number)
+    return out
+
+
+def split_words(value: str) -> list[str]:
+    """A command line as systemd splits it: whitespace-separated words, with double or
+    single quotes and backslash escapes; ``$$`` and ``%%`` stay as they are (see
+    :func:`unescape`)."""
+    words: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i] in " \t\n":
+            i += 1
+        if i >= n:
+            break
+        word: list[str] = []
+        while i < n and value[i] not in " \t\n":
+            c = value[i]
+            if c in "\"'":
+                quote, i = c, i + 1
+                while i < n and value[i] != quote:
+                    if value[i] == "\\" and i + 1 < n:
+                        c, i = _escape(value, i)
+                        word.append(c)
+                        continue
+                    word.append(value[i])
+                    i += 1
+                i += 1
+            elif c == "\\" and i + 1 < n:
+                c, i = _escape(value, i)
+                word.append(c)
+            else:
+                word.append(c)
+                i += 1
+        words.append("".join(word))
+    return words
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "s": " "}
+
+
+def _escape(value: str, i: int) -> tuple[str, int]:
+    """The character a backslash escape at ``value[i]`` stands for, and where to go on."""
+    c = value[i + 1]
+    if c == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", value[i + 2 : i + 4]):
+        return chr(int(value[i + 2 : i + 4], 16)), i + 4
+    return _ESCAPES.get(c, c), i + 2
+
+
+def expand(words: list[str], env: dict[str, str]) -> list[str]:
+    """systemd's variable expansion in ExecStart=: a word that is exactly ``$NAME``
+    becomes the value split at whitespace (nothing if unset or empty); ``${NAME}``
+    inside a word is replaced by the value as it is; ``$$`` is a literal ``$``."""
+    out: list[str] = []
+    for w in words:
+        m = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", w)
+        if m:
+            out += env.get(m.group(1), "").split()
+            continue
+        out.append(
+            re.sub(
+                r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}",
+                lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), ""),
+                w,
+            )
+        )
+    return [unescape_percent(w) for w in out]
+
+
+def unescape_percent(word: str) -> str:
+    return word.replace("%%", "%")
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./:=@,+-]+")
+
+
+def quote_arg(arg: str) -> str:
+    """One argument for ExecStart=, so that systemd gives the program exactly ``arg``:
+    ``%`` (specifiers) and ``$`` (variables) doubled, backslash, quotes and control
+    characters escaped inside double quotes. NUL cannot be passed and is refused."""
+    if "\0" in arg:
+        raise ValueError("a command-line argument cannot hold a NUL byte")
+    if arg and _PLAIN.fullmatch(arg):
+        return arg.replace("%", "%%")
+    out = []
+    for c in arg:
+        if c == "\\":
+            out.append("\\\\")
+        elif c == '"':
+            out.append('\\"')
+        elif c == "%":
+            out.append("%%")
+        elif c == "$":
+            out.append("$$")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def join_args(argv: list[str]) -> str:
+    return " ".join(quote_arg(a) for a in argv)
+
+
+def unquote_args(value: str) -> list[str]:
+    """The inverse of :func:`join_args` as systemd reads it (for tests and checks):
+    split, then ``$$`` -> ``$`` and ``%%`` -> ``%``."""
+    return [unescape_percent(w.replace("$$", "$")) for w in split_words(value)]

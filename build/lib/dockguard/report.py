@@ -1,0 +1,110 @@
+"""Compliance report: every CIS control once, x every host, from the CIS suite's JUnit XML.
+
+    python -m dockguard.report reports/cis.xml [--json reports/compliance.json] [--markdown FILE]
+
+A control's cell is PASS, FAIL, or N/A with the reason its test gave (a skipped
+test always says why). Each row also says how dockguard handles the control
+(auto, choice, report, manual) and whether a test verifies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+from .controls import CONTROLS, for_test
+
+_HOST = re.compile(r"\[ssh://(?P<host>[^\]]+)\]$")
+_RANK = {"PASS": 0, "N/A": 1, "FAIL": 2}
+
+
+def results(junit_path: str) -> tuple[dict[str, dict[str, dict[str, str]]], list[str]]:
+    """({cis: {host: {"status", "reason"}}}, hosts). A control verified by several
+    tests (or parametrised ones) is as good as its worst case."""
+    table: dict[str, dict[str, dict[str, str]]] = {}
+    hosts: set[str] = set()
+    for case in ET.parse(junit_path).getroot().iter("testcase"):
+        name = case.get("name", "")
+        m = _HOST.search(name)
+        control = for_test(name)
+        if not m or not control:
+            continue
+        failure = case.find("failure") if case.find("failure") is not None else case.find("error")
+        skipped = case.find("skipped")
+        if failure is not None:
+            cell = {"status": "FAIL", "reason": (failure.get("message") or "").splitlines()[0][:200]}
+        elif skipped is not None:
+            reason = skipped.get("message") or ""
+            cell = {"status": "N/A", "reason": re.sub(r"^Skipped: ", "", reason)[:200]}
+        else:
+            cell = {"status": "PASS", "reason": ""}
+        row = table.setdefault(control.cis, {})
+        prev = row.get(m["host"])
+        if prev is None or _RANK[cell["status"]] > _RANK[prev["status"]]:
+            row[m["host"]] = cell
+        hosts.add(m["host"])
+    return table, sorted(hosts)
+
+
+def compliance(junit_path: str) -> dict:
+    table, hosts = results(junit_path)
+    controls = []
+    for c in CONTROLS:
+        row = table.get(c.cis, {})
+        cells = {h: row.get(h, {"status": "N/A", "reason": c.note or "not verified by a test"}) for h in hosts}
+        controls.append(
+            {
+                "cis": c.cis,
+                "title": c.title,
+                "handled": c.kind,
+                "verified": c.test is not None,
+                "note": c.note,
+                "hosts": cells,
+            }  # fmt: skip
+        )
+    summary = {h: {s: sum(1 for c in controls if c["hosts"][h]["status"] == s) for s in _RANK} for h in hosts}
+    return {"benchmark": "CIS Docker Benchmark 1.6.0, sections 1-3", "hosts": hosts, "summary": summary,
+            "controls": controls}  # fmt: skip
+
+
+def _cell(cell: dict[str, str]) -> str:
+    text = cell["status"] if not cell["reason"] or cell["status"] == "PASS" else f"{cell['status']}: {cell['reason']}"
+    return text.replace("|", "\\|")
+
+
+def markdown(junit_path: str) -> str:
+    data = compliance(junit_path)
+    hosts = data["hosts"]
+    lines = [
+        "| CIS | control | handled | verified | " + " | ".join(hosts) + " |",
+        "|---|---|---|---|" + "---|" * len(hosts),
+    ]
+    for c in data["controls"]:
+        cells = " | ".join(_cell(c["hosts"][h]) for h in hosts)
+        lines.append(f"| {c['cis']} | {c['title']} | {c['handled']} | {'yes' if c['verified'] else 'no'} | {cells} |")
+    totals = ", ".join(f"{h}: {s['PASS']} pass, {s['FAIL']} fail, {s['N/A']} n/a" for h, s in data["summary"].items())
+    return "\n".join(lines) + f"\n\n{totals}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dockguard.report")
+    p.add_argument("junit")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--markdown", help="also write the Markdown table here")
+    args = p.parse_args(argv)
+    text = markdown(args.junit)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(compliance(args.junit), f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

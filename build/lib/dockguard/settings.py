@@ -1,0 +1,704 @@
+"""dockguard settings: one schema, validated in one place before any host is touched.
+
+Every setting is host/group data (``inventory/group_data/all.py`` holds the
+defaults). ``for_host`` validates every host of the inventory at once on its
+first call and raises one error that lists every problem, naming the host and
+the setting, so a typo, a wrong type or an unsafe combination never reaches a
+host. The table of settings in docs/settings.md is generated from ``SCHEMA`` (``make docs``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import ipaddress
+import json
+import posixpath
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyinfra.api.exceptions import DeployError
+
+# Host-data keys under these prefixes belong to dockguard: an unknown one is an error.
+PREFIXES = ("dockguard_", "docker_", "lynis_")
+
+_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
+# Ulimit names dockerd accepts (github.com/docker/go-units ulimit.go).
+ULIMITS = (
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+    "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+)  # fmt: skip
+NoneType = type(None)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type | tuple[type, ...]
+    default: Any
+    cis: str
+    doc: str
+    breaks: str = ""
+    choices: tuple = ()
+    check: Callable[[Any], str | None] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not acceptable, or None."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        # bool is an int in Python; never accept one for the other.
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            want = " or ".join(_type_name(t) for t in types)
+            return f"expected {want}, got {_type_name(type(value))} {value!r}"
+        if value is None:
+            return None
+        bad = _bad_text(value)
+        if bad:
+            return bad
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+        if self.check:
+            return self.check(value)
+        return None
+
+
+def _type_name(t: type) -> str:
+    names = {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "a mapping"}
+    return names.get(t, "None" if t is NoneType else t.__name__)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _size(value: str) -> str | None:
+    if not _SIZE.match(value):
+        return f"must be a size like '10m' (a number and k, m or g), got {value!r}"
+    return None
+
+
+def _positive(value: int) -> str | None:
+    return None if value >= 1 else f"must be at least 1, got {value}"
+
+
+def _strings(value: list) -> str | None:
+    bad = [v for v in value if not isinstance(v, str) or not v]
+    return f"must be a list of non-empty strings, got {bad[0]!r} in it" if bad else None
+
+
+def _string_map(value: dict) -> str | None:
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            return f"keys and values must be strings (dockerd rejects others), got {k!r}: {v!r}"
+    return None
+
+
+def _storage_driver(value: str) -> str | None:
+    if value == "aufs":
+        return "aufs is deprecated and not allowed (CIS 2.6): use overlay2"
+    return None
+
+
+def _listen(value: str) -> str | None:
+    # It reaches dockerd's -H flag in a unit file and a shell: nothing but an address and a port.
+    if re.search(r"[\s'\"`$\\;]", value) or not value.isprintable():
+        return (
+            "must be ADDRESS:PORT without whitespace, control characters, quotes, '$', ';' or backslashes "
+            f"(e.g. '0.0.0.0:2376' or '[fe80::1%eth0]:2376'), got {value!r}"
+        )
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"must be ADDRESS:PORT such as '0.0.0.0:2376', got {value!r}"
+    bracketed = host.startswith("[") and host.endswith("]")
+    address, _, scope = (host[1:-1] if bracketed else host).partition("%")
+    if "%" in host and not (bracketed and re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", scope)):
+        return f"an IPv6 address with a scope id is written '[fe80::1%eth0]:2376' (an interface name), got {value!r}"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"must be an IP address and a port such as '0.0.0.0:2376', got {value!r}"
+    if scope and ip.version != 6:
+        return f"only an IPv6 address has a scope id, got {value!r}"
+    if (ip.version == 6) != bracketed:
+        return f"an IPv6 address goes in brackets ('[::]:2376'), an IPv4 address does not, got {value!r}"
+    return None
+
+
+def _member_names(value: list) -> str | None:
+    """docker_group_members: user names as /etc/group holds them (gpasswd, getent); NSS (LDAP)
+    may supply names with blanks or shell syntax, which dockguard quotes wherever they go."""
+    problem = _strings(value)
+    if problem:
+        return problem
+    for name in value:
+        if any(c in name for c in "\n\0,:") or not name.isprintable():
+            return f"{name!r} cannot be a member name in /etc/group (no newline, NUL, ',', ':' or control characters)"
+    return None
+    return None
+
+
+def _ulimits(value: dict) -> str | None:
+    for name, limit in value.items():
+        if name not in ULIMITS:
+            return f"unknown ulimit {name!r} (known: {', '.join(ULIMITS)})"
+        if not isinstance(limit, dict) or set(limit) != {"soft", "hard"}:
+            return f"{name} must be a mapping with exactly 'soft' and 'hard', got {limit!r}"
+        soft, hard = limit["soft"], limit["hard"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= -1 for x in (soft, hard)):
+            return f"{name}: soft and hard must be integers (-1 for unlimited), got {limit!r}"
+        if hard != -1 and (soft == -1 or soft > hard):
+            return f"{name}: soft limit {soft} is above the hard limit {hard}"
+    return None
+
+
+def _userns(value: str) -> str | None:
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}(:[a-z_][a-z0-9_-]{0,31})?$", value):
+        return f"must be 'default' or USER[:GROUP], got {value!r}"
+    if "root" in value.split(":") or value in ("0", "0:0"):
+        return (
+            f"{value!r} maps the containers' root to the host's root, which is no remapping at all (CIS 2.9); "
+            "use 'default' or an unprivileged user"
+        )
+    return None
+
+
+def _seccomp(value: str) -> str | None:
+    if value != "dockguard" and not value.startswith("/"):
+        return f"must be 'dockguard' (the shipped profile) or an absolute path on the host, got {value!r}"
+    return _host_path(value) if value != "dockguard" else None
+
+
+def _cgroup_parent(value: str) -> str | None:
+    if not re.match(r"^[A-Za-z0-9_./-]+$", value):
+        return f"must be a cgroup path or a systemd slice, got {value!r}"
+    if ".." in value.split("/"):
+        return f"must not climb out of the cgroup tree with '..', got {value!r}"
+    return None
+
+
+def _extra(value: dict) -> str | None:
+    bad_key = next((k for k in value if not isinstance(k, str)), None)
+    if bad_key is not None:
+        return f"keys must be strings (daemon.json is JSON), got {bad_key!r}"
+    unserialisable = _json_problem(value)
+    if unserialisable:
+        return unserialisable
+    managed = sorted(set(value) & MANAGED_KEYS)
+    if managed:
+        return f"{', '.join(managed)} {'is' if len(managed) == 1 else 'are'} managed by dockguard settings; set those"
+    if "hosts" in value:
+        return "'hosts' conflicts with the -H flags of docker.service; use docker_tcp_listen"
+    tls_keys = sorted(k for k in value if k.lower().startswith("tls"))
+    if tls_keys:
+        return f"{', '.join(tls_keys)}: TLS of the daemon socket is set by docker_tcp_listen and the dockguard CA"
+    opts = value.get("storage-opts") or []
+    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
+        return f"storage-opts must be a list of strings, got {opts!r}"
+    if any(o.strip().lower().startswith("dm.basesize") for o in opts):
+        return "dm.basesize changes the base device size (CIS 2.11)"
+    return None
+
+
+# --------------------------------------------------------------------------- stricter values (issue 12)
+# Every string a setting carries, wherever it ends up (daemon.json, a unit, a command line, a
+# certificate), is checked for what it is: an address, a CIDR, a DNS name, a path, a user name.
+
+CA_DAYS = 3650  # the dockguard CA's validity (dockguard/pki.py): no certificate it signs can outlive it
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# daemon.json keys that change who or what runs as root, or who reaches the daemon: refused in
+# docker_daemon_extra unless named in docker_daemon_extra_trust (a separate, explicit opt-in).
+TRUST_KEYS = ("containerd", "data-root", "default-runtime", "exec-root", "group", "init-path", "runtimes")
+
+
+def _bad_text(value: Any, where: str = "") -> str | None:
+    """Control characters (a trailing newline too) or spaces around a string, anywhere in a value."""
+    if isinstance(value, str):
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{where}must not contain control characters (a newline, a tab), got {value!r}"
+        if value != value.strip():
+            return f"{where}must not start or end with spaces, got {value!r}"
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            bad = _bad_text(k, where) or _bad_text(v, where)
+            if bad:
+                return bad
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            bad = _bad_text(v, where)
+            if bad:
+                return bad
+    return None
+
+
+def _json_problem(value: Any) -> str | None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        return f"must be plain JSON data (strings, numbers, booleans, lists, mappings) for daemon.json: {e}"
+    return None
+
+
+def dns_name(value: str) -> bool:
+    """A host name (RFC 1123): dot-separated labels, no wildcard, no spaces, at most 253 characters."""
+    name = value[:-1] if value.endswith(".") else value
+    return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
+
+
+def _ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _tls_sans(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if not (_ip(v) or dns_name(v)):
+            return f"{v!r} is not a DNS name or an IP address (no wildcards, spaces or URLs in a certificate)"
+    return None
+
+
+def _registries(value: list) -> str | None:
+    """HOST[:PORT] (a DNS name or an address) or a CIDR no wider than /24 (IPv4) or /120 (IPv6)."""
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if "/" in v:
+            try:
+                net = ipaddress.ip_network(v, strict=True)
+            except ValueError:
+                return f"{v!r} is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'"
+            widest = 24 if net.version == 4 else 120
+            if net.prefixlen < widest:
+                return (
+                    f"{v!r} would skip TLS verification for {net.num_addresses} addresses (CIS 2.5); "
+                    f"name the registries, or a CIDR of at most /{widest}"
+                )
+            continue
+        host, _, port = v.rpartition(":") if re.search(r":[0-9]+$", v) else (v, "", "")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if port and not 0 < int(port) < 65536:
+            return f"{v!r}: port {port} is out of range"
+        if not (_ip(host) or dns_name(host)):
+            return f"{v!r} is neither HOST[:PORT] nor a CIDR such as '10.1.2.0/24'"
+    return None
+
+
+def _tls_days(value: int) -> str | None:
+    if value < 1:
+        return f"must be at least 1, got {value}"
+    if value > CA_DAYS:
+        return f"{value} days is beyond the life of the dockguard CA ({CA_DAYS} days)"
+    return None
+
+
+def _host_path(value: str) -> str | None:
+    if not value.startswith("/") or posixpath.normpath(value) != value or "//" in value:
+        return f"must be a normalised absolute path (no '..', '.' or '//'), got {value!r}"
+    return None
+
+
+def _operator_dir(value: str) -> str | None:
+    """A directory on the operator's machine: absolute, or under the running user's home (~/)."""
+    if not value.strip():
+        return "must not be empty"
+    if value.startswith("~") and not value.startswith("~/"):
+        return f"must be absolute or under your own home ('~/...'), not another user's ({value!r})"
+    return None
+
+
+def _pki(value: str) -> str | None:
+    bad = _operator_dir(value)
+    if bad:
+        return bad
+    if not value.startswith(("/", "~/")):
+        return f"must be absolute or under '~/': a relative CA directory depends on where a run starts, got {value!r}"
+    return None
+
+
+# The control areas of dockguard/deploy.py, by the names dockguard_disabled_areas takes.
+AREAS = ("lynis", "mac", "dockerd", "files", "audit", "docker_group")
+
+
+def _areas(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    unknown = [v for v in value if v not in AREAS]
+    if unknown:
+        return f"unknown area {unknown[0]!r} (areas: {', '.join(AREAS)})"
+    return None
+
+
+def _plugin_names(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*(:[A-Za-z0-9_.-]+)?$", v):
+            return f"{v!r} is not a plugin name (NAME, or REPOSITORY/NAME:TAG)"
+    return None
+
+
+def _log_opts(value: dict) -> str | None:
+    bad = _string_map(value)
+    if bad:
+        return bad
+    managed = sorted(set(value) & {"max-size", "max-file"})
+    if managed:
+        return f"{', '.join(managed)}: set by docker_log_max_size and docker_log_max_file"
+    return None
+
+
+def _trust_keys(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    unknown = [v for v in value if v not in TRUST_KEYS]
+    if unknown:
+        return f"{unknown[0]!r} is not a key that needs this opt-in (those are: {', '.join(TRUST_KEYS)})"
+    return None
+
+
+def _storage(value: str) -> str | None:
+    bad = _storage_driver(value)
+    if bad:
+        return bad
+    if value not in STORAGE_DRIVERS:
+        return f"must be one of {', '.join(STORAGE_DRIVERS)} (or None: dockerd chooses), got {value!r}"
+    return None
+
+
+STORAGE_DRIVERS = ("overlay2", "fuse-overlayfs", "btrfs", "zfs", "vfs")
+
+
+# --------------------------------------------------------------------------- schema
+
+SCHEMA: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting(
+            "docker_icc", bool, False, "2.2",
+            "Inter-container communication on the default bridge network.",
+            breaks="containers on the default bridge can no longer reach each other; "
+            "put containers that must talk on a user-defined network (its own enable_icc)",
+        ),
+        Setting(
+            "docker_log_level", str, "info", "2.3", "dockerd's log level.",
+            choices=("debug", "info", "warn", "error", "fatal"),
+        ),
+        Setting(
+            "docker_iptables", bool, True, "2.4",
+            "dockerd manages the iptables rules of container networking.",
+            breaks="off: published ports and container egress need hand-made firewall rules",
+        ),
+        Setting(
+            "docker_insecure_registries", list, [], "2.5",
+            "Registries reached without TLS verification (CIS: none): HOST[:PORT], or a CIDR of at most "
+            "/24 (IPv4) or /120 (IPv6).", check=_registries,
+        ),
+        Setting(
+            "docker_storage_driver", (str, NoneType), None, "2.6",
+            "Storage driver; None lets dockerd choose (overlay2). aufs is refused.",
+            breaks="changing it hides existing images and containers", check=_storage,
+        ),
+        Setting(
+            "docker_tcp_listen", (str, NoneType), None, "2.7",
+            "Also listen on TCP (ADDRESS:PORT, e.g. '0.0.0.0:2376'), always with mutual TLS: "
+            "a server certificate signed by the dockguard CA, client certificates required.",
+            check=_listen,
+        ),
+        Setting(
+            "docker_tls_verify", bool, True, "2.7",
+            "Require a client certificate on the TCP socket. Cannot be turned off while dockerd listens on TCP.",
+        ),
+        Setting(
+            "docker_tls_san", list, [], "2.7",
+            "More names or addresses for a host's server certificate (its inventory name, "
+            "ssh_hostname, localhost and 127.0.0.1 are always in it): DNS names or addresses, no wildcards.",
+            check=_tls_sans,
+        ),
+        Setting(
+            "docker_tls_days", int, 365, "2.7",
+            "Validity of a host's server certificate, in days (at most the CA's 3650).", check=_tls_days,
+        ),
+        Setting(
+            "docker_tls_renew_days", int, 30, "2.7",
+            "Renew a server certificate when it expires within this many days (checked every run).",
+            check=_positive,
+        ),
+        Setting(
+            "dockguard_pki_dir", str, "~/.dockguard/pki", "2.7",
+            "The CA on the operator's machine (mode 0700, never uploaded): the CA in ca/, the operator's "
+            "client credentials in client/ (DOCKER_CERT_PATH). Absolute or under ~/; the same for every host "
+            "of a run.", check=_pki,
+        ),
+        Setting(
+            "docker_default_ulimits", dict,
+            {"nofile": {"soft": 65536, "hard": 65536}, "nproc": {"soft": 8192, "hard": 16384}}, "2.8",
+            "Default ulimits of containers (name: {soft, hard}).",
+            breaks="nproc counts every process of a (remapped) uid across all containers", check=_ulimits,
+        ),
+        Setting(
+            "docker_userns_remap", (str, NoneType), "default", "2.9",
+            "User namespace remapping: 'default' (the dockremap user, ranges in /etc/subuid and "
+            "/etc/subgid managed by dockguard), USER[:GROUP], or None for off.",
+            breaks="images and containers made before it are hidden (a new storage root); --privileged "
+            "and --net=host need --userns=host per container; bind mounts see remapped owners",
+            check=_userns,
+        ),
+        Setting(
+            "docker_userns_allow_hiding", bool, False, "2.9",
+            "Allow turning userns-remap on for a host that has images or containers, which then "
+            "disappear from view (not deleted) until it is turned off again.",
+        ),
+        Setting(
+            "docker_start_stopped", bool, False, "-",
+            "Start (and verify) a dockerd that the operator stopped and disabled or masked. Off: such a "
+            "daemon is left stopped, its files are hardened for its next start, and every run says so.",
+        ),
+        Setting(
+            "dockguard_lock_wait", int, 60, "-",
+            "Seconds a run waits for another dockguard run on the same host (the host lock) before it "
+            "fails that host.", check=_positive,
+        ),
+        Setting(
+            "docker_cgroup_parent", (str, NoneType), None, "2.10",
+            "Parent cgroup of containers; None keeps the default.", check=_cgroup_parent,
+        ),
+        Setting(
+            "docker_authorization_plugins", list, [], "2.12",
+            "Authorization plugins that vet every client command (must be installed on the host).",
+            breaks="engines older than 23.0.15/25.0.6/26.1.5/27.1.1 have an authz bypass (CVE-2024-41110)",
+            check=_plugin_names,
+        ),
+        Setting(
+            "docker_log_driver", str, "json-file", "2.13",
+            "Default logging driver of containers; journald or syslog for central logging.",
+            choices=("json-file", "local", "journald", "syslog"),
+        ),
+        Setting(
+            "docker_log_max_size", str, "10m", "2.13",
+            "Rotate a container's log at this size (json-file, local).", check=_size,
+        ),
+        Setting(
+            "docker_log_max_file", int, 3, "2.13",
+            "Rotated log files kept per container (json-file, local).", check=_positive,
+        ),
+        Setting(
+            "docker_log_opts", dict, {}, "2.13",
+            "More log-opts for the driver, e.g. {'syslog-address': 'udp://logs:514'} (strings).",
+            check=_log_opts,
+        ),
+        Setting(
+            "docker_no_new_privileges", bool, True, "2.14",
+            "Containers cannot gain privileges through setuid/setgid binaries.",
+            breaks="sudo and other setuid programs inside containers; opt a container out "
+            "with --security-opt no-new-privileges=false",
+        ),
+        Setting(
+            "docker_live_restore", bool, True, "2.15",
+            "Running containers survive a dockerd restart.",
+            breaks="cannot be used with Swarm mode (a swarm node is refused)",
+        ),
+        Setting(
+            "docker_userland_proxy", bool, False, "2.16",
+            "Use docker-proxy for published ports (off: iptables hairpin NAT only).",
+            breaks="relies on net.ipv4.conf.*.route_localnet for published ports on 127.0.0.1",
+        ),
+        Setting(
+            "docker_seccomp_profile", (str, NoneType), None, "2.17",
+            "Daemon-wide seccomp profile: None for Docker's built-in default, 'dockguard' for the "
+            "hardened profile shipped in templates/, or an absolute path on the host.",
+            breaks="'dockguard' refuses more system calls than Docker's default (see the template)",
+            check=_seccomp,
+        ),
+        Setting(
+            "docker_experimental", bool, False, "2.18", "Experimental daemon features.",
+        ),
+        Setting(
+            "docker_group_members", list, [], "1.1.2",
+            "Users allowed in the docker group (root-equivalent). Every other member is reported.",
+            check=_member_names,
+        ),
+        Setting(
+            "docker_group_enforce", bool, False, "1.1.2",
+            "Remove docker group members that are not in docker_group_members (off: report only).",
+            breaks="removed users lose access to the Docker socket at their next login",
+        ),
+        Setting(
+            "lynis_enabled", bool, True, "1.2.1",
+            "Install Lynis, run it with dockguard's profile when the host changed (or has no report), "
+            "parse its report and save it on the operator's machine.",
+        ),
+        Setting(
+            "lynis_min_hardening_index", (int, NoneType), None, "1.2.1",
+            "Fail a host whose Lynis hardening index is below this (None: report only).",
+            check=lambda v: None if 0 <= v <= 100 else f"must be between 0 and 100, got {v}",
+        ),
+        Setting(
+            "lynis_reports_dir", str, "reports/lynis", "1.2.1",
+            "Where each host's Lynis report is saved on the operator's machine (relative to the "
+            "project directory, or absolute).", check=_operator_dir,
+        ),
+        Setting(
+            "dockguard_disabled_areas", list, [], "-",
+            "Control areas dockguard leaves alone on this host (lynis, mac, dockerd, files, audit, "
+            "docker_group): nothing of that area is checked or changed, and its CIS tests report it skipped "
+            "as an operator decision. Like dev-sec's per-role switches.", check=_areas,
+        ),
+        Setting(
+            "docker_install", bool, False, "-",
+            "Install Docker where dockerd is missing (from docker_source), then harden it in the same run. "
+            "Off: a host without Docker is refused before anything changes.",
+        ),
+        Setting(
+            "docker_source", str, "distribution", "-",
+            "Where Docker comes from when dockguard installs it: 'distribution' (docker.io on "
+            "Debian/Ubuntu) or 'docker-ce' (Docker's own repository; the only choice on the RHEL family, "
+            "whose repositories ship no Docker engine). An installed engine is never swapped.",
+            choices=("distribution", "docker-ce"),
+        ),
+        Setting(
+            "dockguard_mac", str, "auto", "5.1/5.2",
+            "Mandatory access control for containers: 'auto' (AppArmor on Debian/Ubuntu, SELinux on "
+            "the RHEL family), 'apparmor', 'selinux', or 'off' (not managed; reported as skipped).",
+            breaks="SELinux enforcing denies container access to host files not labelled for containers "
+            "(mount with :z or :Z); containers that opt in to dockguard-default lose raw sockets and mounts",
+            choices=("auto", "apparmor", "selinux", "off"),
+        ),
+        Setting(
+            "dockguard_allow_reboot", bool, False, "5.2",
+            "Reboot a host whose SELinux is disabled, after scheduling the full relabel that enabling it "
+            "needs (it can take long). Off: the host is prepared and the reboot is left to the operator.",
+            breaks="a reboot stops every container on the host for the length of the relabel",
+        ),
+        Setting(
+            "docker_daemon_extra", dict, {}, "-",
+            "More daemon.json keys that dockguard does not model; dockerd validates them and a "
+            "rejected key is rolled back. Keys dockguard manages are refused here, and so are keys that "
+            "change the trust boundary (runtimes, default-runtime, ...) unless docker_daemon_extra_trust "
+            "names them.", check=_extra,
+        ),
+        Setting(
+            "docker_daemon_extra_trust", list, [], "-",
+            "The docker_daemon_extra keys that may change the trust boundary (an explicit opt-in): any of "
+            + ", ".join(TRUST_KEYS) + ".",
+            breaks="a runtime or init binary named there runs as root for every container", check=_trust_keys,
+        ),
+    ]
+}  # fmt: skip
+
+# daemon.json keys written from the settings above (docker_daemon_extra may not set them).
+MANAGED_KEYS = {
+    "icc", "log-level", "iptables", "insecure-registries", "storage-driver", "tlsverify", "tls",
+    "tlscacert", "tlscert", "tlskey", "default-ulimits", "userns-remap", "cgroup-parent",
+    "authorization-plugins", "log-driver", "log-opts", "no-new-privileges", "live-restore",
+    "userland-proxy", "seccomp-profile", "experimental", "selinux-enabled",
+}  # fmt: skip
+
+
+def defaults() -> dict[str, Any]:
+    return {name: copy.deepcopy(s.default) for name, s in SCHEMA.items()}
+
+
+def problems(data: Mapping[str, Any]) -> list[str]:
+    """Every problem with one host's data, as 'setting: message' lines."""
+    out = []
+    for key in sorted(data):
+        if key.startswith(PREFIXES) and key not in SCHEMA:
+            hint = difflib.get_close_matches(key, list(SCHEMA), n=1, cutoff=0.8)
+            out.append(f"{key}: unknown setting" + (f" (did you mean {hint[0]}?)" if hint else ""))
+    for name, setting in SCHEMA.items():
+        if name in data:
+            msg = setting.problem(data[name])
+            if msg:
+                out.append(f"{name}: {msg}")
+    if not out:
+        out += _combination_problems(resolve(data))
+    return out
+
+
+def _combination_problems(cfg: dict[str, Any]) -> list[str]:
+    out = []
+    if cfg["docker_tcp_listen"] and not cfg["docker_tls_verify"]:
+        out.append(
+            f"docker_tcp_listen: dockerd would listen on TCP {cfg['docker_tcp_listen']} without verifying "
+            "client certificates: anyone who reaches the port is root on the host (CIS 2.7); "
+            "set docker_tls_verify: True"
+        )
+    out += _trust_problems(cfg)
+    if cfg["docker_tls_renew_days"] >= cfg["docker_tls_days"]:
+        out.append(
+            f"docker_tls_renew_days: {cfg['docker_tls_renew_days']} is not below docker_tls_days "
+            f"{cfg['docker_tls_days']}: every run would renew the certificate"
+        )
+    return out
+
+
+def _trust_problems(cfg: dict[str, Any]) -> list[str]:
+    """docker_daemon_extra keys that change the trust boundary, without the named opt-in."""
+    wanted = sorted(set(cfg["docker_daemon_extra"]) & set(TRUST_KEYS) - set(cfg["docker_daemon_extra_trust"]))
+    if not wanted:
+        return []
+    return [
+        f"docker_daemon_extra: {', '.join(wanted)} would change what runs as root or who reaches the daemon; "
+        f"allow it explicitly with docker_daemon_extra_trust: {wanted!r}"
+    ]
+
+
+def resolve(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings for one host: defaults, overlaid with its data."""
+    values = defaults()
+    values.update({k: copy.deepcopy(data[k]) for k in SCHEMA if k in data})
+    return values
+
+
+def validate_hosts(hosts, one_run: bool = True) -> None:
+    """Validate every host's data; raise one DeployError listing every problem.
+    ``one_run``: the hosts are deployed together, so they must share one CA."""
+    lines = [f"  {h.name}: {p}" for h in hosts for p in problems(h.data.dict())]
+    pki_dirs = {resolve(h.data.dict())["dockguard_pki_dir"] for h in hosts}
+    if one_run and len(pki_dirs) > 1:
+        lines.append(f"  dockguard_pki_dir: every host of a run uses one CA, got {sorted(pki_dirs)}")
+    if lines:
+        raise DeployError("invalid dockguard settings (nothing was changed on any host):\n" + "\n".join(lines))
+
+
+_done: set[int] = set()
+_lock = threading.Lock()  # deploy.py runs for every host at once (greenlets)
+
+
+def for_host(host, inventory, preflight: Callable[[list], None] | None = None) -> dict[str, Any]:
+    """Called at the top of deploy.py for each host. The first call validates the
+    whole inventory's settings and runs ``preflight`` (checks of every host's live
+    state, one-time operator-side work such as the CA) before any operation runs."""
+    with _lock:
+        if id(inventory) not in _done:
+            hosts = list(inventory.get_active_hosts())
+            validate_hosts(hosts)
+            if preflight:
+                preflight(hosts)
+            _done.add(id(inventory))
+    return resolve(host.data.dict())
+
+
+def markdown_table() -> str:
+    """The table of settings in docs/settings.md, generated from SCHEMA (tests keep them equal)."""
+    rows = ["| setting | default | CIS | what it does | what it breaks |", "|---|---|---|---|---|"]
+    for s in SCHEMA.values():
+        cells = [f"`{s.name}`", f"`{s.default!r}`", s.cis, s.doc, s.breaks]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
