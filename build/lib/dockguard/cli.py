@@ -779,7 +779,7 @@ def parser() -> Parser:
     a = sub.add_parser("apply", help="harden the inventory's hosts (pyinfra -y INVENTORY with dockguard's deploy)")
     a.add_argument("inventory")
     a.add_argument("--limit", action="append", default=[], help="only this host, group or glob (repeatable)")
-    a.add_argument("pyinfra_args", nargs="*", help="more pyinfra options, after -- (e.g. -- --json)")
+    a.epilog = "More pyinfra options go after --, e.g. dockguard apply site.py -- --json"
     r = sub.add_parser("report", help="run the CIS suite; write JUnit XML, Markdown and JSON",
                        epilog=exit_table_text(), formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
     r.add_argument("inventory")
@@ -815,7 +815,14 @@ def parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # `dockguard apply INVENTORY -- PYINFRA OPTIONS`
+        extra, argv = argv[argv.index("--") + 1 :], argv[: argv.index("--")]
     args = p.parse_args(argv)
+    if extra and args.cmd != "apply":
+        p.error("only `dockguard apply` passes options after -- (to pyinfra)")
+    args.pyinfra_args = extra
     if getattr(args, "inventory", None):
         args.inventory = str(Path(args.inventory).resolve())
         if not Path(args.inventory).is_file():
