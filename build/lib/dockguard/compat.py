@@ -80,6 +80,8 @@ def install_speedups() -> bool:
     """Give pyinfra the faster operation order (the same order); say once, on stderr, when
     this pyinfra does not have the function it replaces, and run at pyinfra's speed."""
     global _said
+    if getattr(_operation, "get_operation_order_from_stack", None) is get_operation_order_from_stack:
+        return True  # installed by an earlier host's deploy
     problem = _speedup_problem()
     if problem is None:
         _operation.get_operation_order_from_stack = get_operation_order_from_stack

@@ -26,7 +26,7 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from dockguard import compat, registry, settings
+from dockguard import compat, pki, registry, settings
 
 from . import Context, PerHost, content, drift, hostlock, platform, say, systemd, tls, userns, warn
 
@@ -873,7 +873,7 @@ def preflight(hosts: list) -> None:
     for h, why in bad:
         refuse(h, why)
     if listening:
-        tls.ensure_ca(tls.pki_dir(listening[0]))
+        pki.ensure_ca(pki.pki_dir(listening[0]))
 
 
 live_state = _live.get  # this host's DockerdState as the preflight read it
