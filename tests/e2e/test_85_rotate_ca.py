@@ -55,7 +55,8 @@ def rotation(lab, tmp_path_factory):
         "exec(open('inventory/lab.py').read())\n"
         f"_extra = json.loads({json.dumps(json.dumps(data))})\n"
         "lab_containers = [(n, {**d, **_extra.get(n, {})}) for n, d in lab_containers]\n"
-        "lab = [h[0] for h in lab_containers + lab_vms]  # the group of group_data/lab.py\n"
+        "lab_vms = []  # one CA per run: only the TLS hosts, all with the test's CA directory\n"
+        "lab = [h[0] for h in lab_containers]  # the group of group_data/lab.py\n"
     )
     try:
         yield {"hosts": hosts, "pki": pki, "inventory": str(path), "data": data}
