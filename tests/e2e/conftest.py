@@ -219,3 +219,26 @@ def lab() -> Lab:
             pytest.fail(reason)
         pytest.skip(reason)
     return Lab(hosts)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """With DOCKGUARD_E2E_SHUFFLE=1 (make e2e), the modules run in a random order (a module's
+    tests keep theirs: each module is one scenario that starts from the state it sets up).
+    The seed is printed in the header; DOCKGUARD_E2E_SEED=N repeats an order."""
+    if os.environ.get("DOCKGUARD_E2E_SHUFFLE") != "1":
+        return
+    import random
+
+    seed = os.environ.get("DOCKGUARD_E2E_SEED") or str(random.SystemRandom().randrange(1, 10**6))
+    config._dockguard_e2e_seed = seed
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = sorted(modules)
+    random.Random(int(seed)).shuffle(order)
+    items[:] = [item for module in order for item in modules[module]]
+
+
+def pytest_report_header(config):
+    seed = getattr(config, "_dockguard_e2e_seed", None)
+    return [f"e2e modules in a random order: DOCKGUARD_E2E_SEED={seed} repeats it"] if seed else []
