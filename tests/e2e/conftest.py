@@ -237,8 +237,6 @@ def pytest_collection_modifyitems(session, config, items):
     order = sorted(modules)
     random.Random(int(seed)).shuffle(order)
     items[:] = [item for module in order for item in modules[module]]
-
-
-def pytest_report_header(config):
-    seed = getattr(config, "_dockguard_e2e_seed", None)
-    return [f"e2e modules in a random order: DOCKGUARD_E2E_SEED={seed} repeats it"] if seed else []
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"e2e modules in a random order: DOCKGUARD_E2E_SEED={seed} repeats it")
