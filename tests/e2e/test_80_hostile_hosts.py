@@ -328,3 +328,28 @@ def test_group_member_with_shell_syntax_is_removed_without_running_it(lab, pair)
     assert lab.ssh(target, "ls /tmp/pwned 2>/dev/null; true").strip() == ""
     assert inventory_of(lab, target) == before
     record("docker group member named x;touch${IFS}/tmp/pwned; (enforce)", out, "fixed (removed, nothing run)")
+
+
+def test_a_cut_short_known_good_copy_never_deletes_certificates(lab, pair):
+    from dockguard.operations import dockerd
+
+    target, other, before = pair
+    tls = {"docker_tcp_listen": "0.0.0.0:2376"}
+    assert lab.apply(limit=target, hosts={target: tls}).rc == 0
+    files = lab.ssh(target, "sha256sum /etc/docker/tls/*.pem /etc/docker/daemon.json")
+    assert files.count("/etc/docker/tls/") == 3
+    # A known-good copy cut short (its last line lost): the rollback restores nothing and
+    # deletes nothing (a run's own restore script, run as a failed restart would run it).
+    lab.ssh(target, "sed -i '$d' /var/lib/dockguard/known-good/manifest")
+    said = lab.ssh(target, dockerd._restore_script() + "; echo restored=$restored")
+    assert said.strip().endswith("restored=no")
+    assert lab.ssh(target, "sha256sum /etc/docker/tls/*.pem /etc/docker/daemon.json") == files
+    # The next run sees the copy is not whole and keeps a new one before anything else.
+    out = run_state(lab, target, other, hosts={target: tls})
+    assert out.apply_rc == 0 and out.again_success == 0, out.stderr[-3000:]
+    assert out.changed == ["dockerd: keep the current configuration to roll back to"]
+    assert lab.ssh(target, "tail -n1 /var/lib/dockguard/known-good/manifest").strip() == "end"
+    assert lab.ssh(target, "sha256sum /etc/docker/tls/*.pem /etc/docker/daemon.json") == files
+    assert inventory_of(lab, target) == before
+    assert lab.apply(limit=target).rc == 0  # TLS off again
+    record("known-good manifest cut short", out, "rollback restores and deletes nothing; the next run keeps a new copy")

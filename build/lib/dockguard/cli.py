@@ -640,9 +640,11 @@ def cmd_install_timer(args) -> int:
     entry = pwd.getpwnam(user)
     for d in [values["state"], *values["reports"]]:  # the only writable paths must exist for the sandbox
         if not d.exists():
+            made = [p for p in [d, *d.parents] if not p.exists()]  # every directory this creates
             d.mkdir(mode=0o700, parents=True)
             if os.geteuid() == 0:  # made here for the operator (an existing directory is left as it is)
-                os.chown(d, entry.pw_uid, entry.pw_gid)
+                for p in made:
+                    os.chown(p, entry.pw_uid, entry.pw_gid)
         elif not _writable_by(d, entry):
             print(f"dockguard install-timer: warning: {user} cannot write {d}", file=sys.stderr)
     dest = Path(args.dest)

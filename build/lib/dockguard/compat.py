@@ -74,6 +74,8 @@ def _speedup_problem() -> str | None:
 
 
 _said = False
+# Checked when dockguard is imported: a pyinfra that moved the function is known before any run.
+SPEEDUP_PROBLEM = _speedup_problem()
 
 
 def install_speedups() -> bool:
@@ -82,7 +84,7 @@ def install_speedups() -> bool:
     global _said
     if getattr(_operation, "get_operation_order_from_stack", None) is get_operation_order_from_stack:
         return True  # installed by an earlier host's deploy
-    problem = _speedup_problem()
+    problem = SPEEDUP_PROBLEM
     if problem is None:
         _operation.get_operation_order_from_stack = get_operation_order_from_stack
         return True

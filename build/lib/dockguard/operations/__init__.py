@@ -37,18 +37,16 @@ class Context:
         self.notes: list[dict[str, str | None]] = []
 
     @classmethod
-    def of(cls, name: str | None = None) -> Context:
-        """The current host's context (made, with its resolved settings, on first use)."""
-        if name is None:
-            from pyinfra import host
-
-            name = host.name
+    def of(cls, h=None) -> Context:
+        """The context of host ``h`` (by default the current host), made with that host's
+        resolved settings on first use."""
+        if h is None:
+            from pyinfra import host as h
+        name = h.name
         if name not in cls._hosts:
-            from pyinfra import host
-
             from dockguard import settings
 
-            data = host.data.dict() if hasattr(host.data, "dict") else dict(host.data or {})
+            data = h.data.dict() if hasattr(h.data, "dict") else dict(h.data or {})
             cls._hosts[name] = cls(name, settings.resolve(data))
         return cls._hosts[name]
 
@@ -107,8 +105,9 @@ class PerHost:
         self.fact = fact
         self.key = f"{fact.__module__}.{fact.__name__}"
 
-    def set(self, name: str, value: dict) -> None:
-        Context.of(name).remember(self.key, value)
+    def set(self, h, value: dict) -> None:
+        """Hand in host ``h``'s reading (the preflight reads every host before any is prepared)."""
+        Context.of(h).remember(self.key, value)
 
     def get(self) -> dict:
         return Context.of().fact(self.key, self.fact)

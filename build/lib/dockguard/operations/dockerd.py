@@ -862,8 +862,8 @@ def preflight(hosts: list) -> None:
         if h in state.failed_hosts or not live or not plat:
             bad.append((h, f"could not read its state: {_fact_errors.get(h.name, 'see the fact error above')}"))
             continue
-        _live.set(h.name, live)
-        platform.remember(h.name, plat)
+        _live.set(h, live)
+        platform.remember(h, plat)
         cfg = settings.resolve(h.data.dict())
         problems = preflight_problems(live, cfg, plat, disk)
         if problems:
