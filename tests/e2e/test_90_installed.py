@@ -20,7 +20,14 @@ def test_pip_install_then_apply_from_outside_the_checkout(lab, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "pip"), "install", "-q"]
     subprocess.run([*pip, "--require-hashes", "-r", str(ROOT / "requirements.lock")], check=True, timeout=900)
-    subprocess.run([*pip, "--no-deps", str(ROOT)], check=True, timeout=900, cwd=tmp_path)
+    # From a copy of the tracked files (pip builds in the source tree: build/, *.egg-info).
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    source = tmp_path / "source"
+    for name in filter(None, files.decode().split("\0")):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([*pip, "--no-deps", str(source)], check=True, timeout=900, cwd=tmp_path)
     dockguard = str(venv / "bin" / "dockguard")
 
     site = tmp_path / "site"
