@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import CHECKOUT, CIS_SUITE, DEPLOY_FILE, ROOT, TEMPLATES, compat, fleet, pki
+from . import CHECKOUT, CIS_SUITE, DEPLOY_FILE, ROOT, TEMPLATES, compat, fleet, pki, systemd
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 # How a unit or a cron line runs dockguard: this Python, the package (installed, or this checkout).
@@ -470,9 +470,7 @@ def unit_word(value: str, what: str = "a value", exec_line: bool = True) -> str:
     """One word of a unit setting that systemd splits into words (ExecStart=, Environment=,
     ReadWritePaths=): in double quotes, with \\ and " escaped and % doubled (specifiers); on an
     ExecStart= line $ is doubled too (systemd expands variables only there)."""
-    _no_control(value, what)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return f'"{escaped.replace("$", "$$") if exec_line else escaped}"'
+    return systemd.quote_arg(_no_control(value, what), variables=exec_line, always=True)
 
 
 def unit_text(value: str, what: str = "a value") -> str:

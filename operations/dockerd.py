@@ -26,9 +26,9 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from dockguard import compat, pki, registry, settings
+from dockguard import compat, pki, registry, settings, systemd
 
-from . import Context, PerHost, content, drift, hostlock, platform, say, systemd, tls, userns, warn
+from . import Context, PerHost, content, drift, hostlock, platform, say, tls, userns, warn
 
 DAEMON_JSON = registry.DAEMON_JSON
 DEFAULTS_FILE = "/etc/default/docker"

@@ -6,11 +6,12 @@ state fact's refusal of output it cannot trust."""
 import base64
 
 import pytest
-from dockguard.operations import systemd
 from dockguard.operations.dockerd import parse_state
 from hypothesis import given
 from hypothesis import strategies as st
 from pyinfra.api.exceptions import FactProcessError
+
+from dockguard import systemd
 
 NO_NUL = st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
 

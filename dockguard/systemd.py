@@ -199,28 +199,25 @@ def unescape_percent(word: str) -> str:
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=@,+-]+")
 
 
-def quote_arg(arg: str) -> str:
-    """One argument for ExecStart=, so that systemd gives the program exactly ``arg``:
-    ``%`` (specifiers) and ``$`` (variables) doubled, backslash, quotes and control
-    characters escaped inside double quotes. NUL cannot be passed and is refused."""
+_QUOTED = {"\\": "\\\\", '"': '\\"', "%": "%%", "$": "$$", "\n": "\\n", "\t": "\\t"}
+
+
+def quote_arg(arg: str, variables: bool = True, always: bool = False) -> str:
+    """One argument for a unit file, so that systemd gives the program exactly ``arg``:
+    ``%`` (specifiers) doubled, ``$`` doubled where systemd expands variables (ExecStart=;
+    ``variables=False`` for Environment= and the like), backslash, quotes and control
+    characters escaped inside double quotes (``always``: quoted even when plain). NUL
+    cannot be passed and is refused."""
     if "\0" in arg:
         raise ValueError("a command-line argument cannot hold a NUL byte")
-    if arg and _PLAIN.fullmatch(arg):
-        return arg.replace("%", "%%")
+    if arg and _PLAIN.fullmatch(arg) and not always:
+        return arg
     out = []
     for c in arg:
-        if c == "\\":
-            out.append("\\\\")
-        elif c == '"':
-            out.append('\\"')
-        elif c == "%":
-            out.append("%%")
-        elif c == "$":
-            out.append("$$")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\t":
-            out.append("\\t")
+        if c == "$" and not variables:
+            out.append(c)
+        elif c in _QUOTED:
+            out.append(_QUOTED[c])
         elif ord(c) < 0x20 or ord(c) == 0x7F:
             out.append(f"\\x{ord(c):02x}")
         else:
