@@ -544,6 +544,13 @@ def unit_values(inventory: str, user: str, home: Path) -> dict[str, Any]:
     }
 
 
+def _under_tmp(*paths) -> list[str]:
+    """What the service needs that lives under /tmp or /var/tmp (the project, this Python, the
+    inventory, the CA): PrivateTmp= would hide it, so the unit goes without that one setting."""
+    needed = [ROOT, Path(sys.executable).resolve(), *[Path(p) for p in paths]]
+    return [str(p) for p in needed if str(p).startswith(("/tmp/", "/var/tmp/"))]
+
+
 def render_units(inventory: str, fix_: bool, on_calendar: str, user: str = "dockguard",
                  home: str = "/home/dockguard", values: dict[str, Any] | None = None) -> dict[str, str]:  # fmt: skip
     import jinja2
@@ -580,6 +587,7 @@ def render_units(inventory: str, fix_: bool, on_calendar: str, user: str = "dock
             unit_word(str(p), "a writable path", exec_line=False) for p in [v["state"], *v["reports"]]
         ),
         "protect_home": v["protect_home"],
+        "private_tmp": "no" if _under_tmp(inventory, v["pki"], *v["reports"]) else "yes",
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True)
     return {

@@ -385,7 +385,9 @@ def test_a_bad_user_never_reaches_a_unit(tmp_path):
         cli.render_units("/srv/inv.py", False, "hourly", "alice\nUser=root", "/home/alice")
 
 
-def test_the_service_is_sandboxed(tmp_path):
+def test_the_service_is_sandboxed(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "ROOT", Path("/srv/dockguard"))  # not under /tmp (see PrivateTmp below)
+    monkeypatch.setattr(cli.sys, "executable", "/usr/bin/python3")
     lines = _units(tmp_path).splitlines()
     for setting in (
         "NoNewPrivileges=yes",
@@ -490,3 +492,10 @@ def test_apply_hands_pyinfra_the_packaged_deploy_and_options_after_the_double_da
     with pytest.raises(SystemExit) as e:
         cli.main(["drift", str(inventory), "--", "--json"])
     assert e.value.code == 64
+
+
+def test_private_tmp_unless_what_the_service_needs_lives_under_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "ROOT", Path("/srv/dockguard"))
+    monkeypatch.setattr(cli.sys, "executable", "/usr/bin/python3")
+    assert "PrivateTmp=yes" in _units(tmp_path).splitlines()
+    assert "PrivateTmp=no" in _units(tmp_path, inventory="/tmp/site/site.py").splitlines()
