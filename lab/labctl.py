@@ -721,8 +721,10 @@ def operator_up(timeout: float = 60) -> dict:
         state = {"dir": str(OPERATOR_DIR), "root": str(merged), "cgroups": cgroups, "notes": notes,
                  "image_lock": f"/run/systemd/nspawn/locks/inode-{st.st_dev}:{st.st_ino}"}  # fmt: skip
         with open(OPERATOR_DIR / "console.log", "w") as out:
+            # No tmpfs on /tmp: the checkout and its virtualenv may live there (a CI clone).
+            env = dict(os.environ, SYSTEMD_NSPAWN_TMPFS_TMP="0")
             proc = subprocess.Popen(["sh", "-c", nspawn], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # fmt: skip
         state["pid"] = proc.pid
         (OPERATOR_DIR / "state.json").write_text(json.dumps(state, indent=2) + "\n")
         last = ""

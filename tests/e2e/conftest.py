@@ -221,6 +221,15 @@ def lab() -> Lab:
     return Lab(hosts)
 
 
+@pytest.fixture(scope="module")
+def hardened_lab(lab) -> Lab:
+    """Every lab host as dockguard leaves it, for a module that starts from there (the modules
+    run in any order, and a fresh lab is stock)."""
+    r = lab.apply()
+    assert r.rc == 0, r.stderr[-3000:]
+    return lab
+
+
 def pytest_collection_modifyitems(session, config, items):
     """With DOCKGUARD_E2E_SHUFFLE=1 (make e2e), the modules run in a random order (a module's
     tests keep theirs: each module is one scenario that starts from the state it sets up).

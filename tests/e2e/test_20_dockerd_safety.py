@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.usefixtures("hardened_lab")  # the tests start from hardened hosts
+
 DAEMON_JSON = "/etc/docker/daemon.json"
 RESTART = "dockerd: restart when the config changed or the daemon does not match it"
 
