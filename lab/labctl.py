@@ -666,6 +666,12 @@ def _prepare_operator_root(merged: Path) -> list[str]:
         link.symlink_to("/dev/null")
     notes.append(f"masked what this machine enables: {' '.join(masked) or 'nothing'}")
     (merged / "etc/hostname").write_text(f"{OPERATOR_NAME}\n")
+    # systemd-tmpfiles empties /tmp at boot ("D /tmp"): keep this machine's /tmp as it is there
+    # (the checkout and its virtualenv may live in it, as a CI clone does).
+    tmpfiles = merged / "etc/tmpfiles.d"
+    tmpfiles.mkdir(parents=True, exist_ok=True)
+    (tmpfiles / "tmp.conf").write_text("d /tmp 1777 root root -\nd /var/tmp 1777 root root -\n")
+    notes.append("/tmp and /var/tmp kept as they are (not emptied at boot)")
     # The checkout's virtualenv must run for the operator user too: its interpreter may live in a
     # home no one else can enter (pyenv under /root, mode 0700). Traversable (o+x, not readable)
     # in the throw-away overlay only.
