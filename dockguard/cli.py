@@ -566,6 +566,9 @@ def render_units(inventory: str, fix_: bool, on_calendar: str, user: str = "dock
         raise UnitError(f"--user {user!r} is not a user name")
     lock_path = str(v["state"] / "drift.lock")
     argv = [*COMMAND, "drift", inventory, "--lock", lock_path] + (["--fix"] if fix_ else [])
+    # Without PrivateTmp (see _under_tmp) /tmp is read-only under ProtectSystem=strict: temporary
+    # files go to a runtime directory of the service's own.
+    private_tmp = "no" if _under_tmp(inventory, v["pki"], *v["reports"]) else "yes"
     data = {
         "description": unit_text(f"dockguard drift check of {inventory}", "the inventory path"),
         "calendar_description": unit_text(on_calendar, "--on-calendar"),
@@ -581,13 +584,14 @@ def render_units(inventory: str, fix_: bool, on_calendar: str, user: str = "dock
                 ("XDG_STATE_HOME", str(v["state"].parent)),
                 ("DOCKGUARD_PKI_DIR", str(v["pki"])),
                 ("PYINFRA_PROGRESS", "off"),
+                *([("TMPDIR", "/run/dockguard-drift")] if private_tmp == "no" else []),
             )  # fmt: skip
         ),
         "read_write_paths": " ".join(
             unit_word(str(p), "a writable path", exec_line=False) for p in [v["state"], *v["reports"]]
         ),
         "protect_home": v["protect_home"],
-        "private_tmp": "no" if _under_tmp(inventory, v["pki"], *v["reports"]) else "yes",
+        "private_tmp": private_tmp,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True)
     return {

@@ -498,4 +498,6 @@ def test_private_tmp_unless_what_the_service_needs_lives_under_tmp(tmp_path, mon
     monkeypatch.setattr(cli, "ROOT", Path("/srv/dockguard"))
     monkeypatch.setattr(cli.sys, "executable", "/usr/bin/python3")
     assert "PrivateTmp=yes" in _units(tmp_path).splitlines()
-    assert "PrivateTmp=no" in _units(tmp_path, inventory="/tmp/site/site.py").splitlines()
+    in_tmp = _units(tmp_path, inventory="/tmp/site/site.py").splitlines()
+    assert "PrivateTmp=no" in in_tmp and "RuntimeDirectory=dockguard-drift" in in_tmp
+    assert any(line.startswith("Environment=") and '"TMPDIR=/run/dockguard-drift"' in line for line in in_tmp)
