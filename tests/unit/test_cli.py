@@ -350,12 +350,21 @@ def test_report_exit_codes(tmp_path):
 HAVE_ANALYZE = shutil.which("systemd-analyze") is not None
 
 
+@pytest.fixture
+def project_elsewhere(monkeypatch):
+    """The unit files depend on where the project and its Python live (PrivateTmp is off when
+    they are under /tmp, as a CI clone may be): these tests see one fixed place."""
+    monkeypatch.setattr(cli, "ROOT", Path("/srv/dockguard"))
+    monkeypatch.setattr(cli.sys, "executable", "/srv/dockguard/.venv/bin/python")
+
+
 def _units(tmp_path, inventory="/srv/inv/site.py", **kw):
     for name, text in cli.render_units(inventory, True, "hourly", "alice", "/home/alice", **kw).items():
         (tmp_path / name).write_text(text)
     return (tmp_path / "dockguard-drift.service").read_text()
 
 
+@pytest.mark.usefixtures("project_elsewhere")
 def test_unit_values_are_escaped(tmp_path):
     service = _units(tmp_path, inventory='/srv/my inv/100% "$HOME" \\x.py')
     python = cli.COMMAND[0]
@@ -374,20 +383,21 @@ def test_unit_values_are_escaped(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["/srv/inv.py\nExecStartPre=/bin/evil", "/srv/inv\x00.py", "/srv/inv\r.py"])
+@pytest.mark.usefixtures("project_elsewhere")
 def test_control_characters_never_reach_a_unit(tmp_path, bad):
     with pytest.raises(cli.UnitError) as e:
         _units(tmp_path, inventory=bad)
     assert "contains a control character" in str(e.value)
 
 
+@pytest.mark.usefixtures("project_elsewhere")
 def test_a_bad_user_never_reaches_a_unit(tmp_path):
     with pytest.raises(cli.UnitError):
         cli.render_units("/srv/inv.py", False, "hourly", "alice\nUser=root", "/home/alice")
 
 
-def test_the_service_is_sandboxed(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "ROOT", Path("/srv/dockguard"))  # not under /tmp (see PrivateTmp below)
-    monkeypatch.setattr(cli.sys, "executable", "/usr/bin/python3")
+@pytest.mark.usefixtures("project_elsewhere")
+def test_the_service_is_sandboxed(tmp_path):
     lines = _units(tmp_path).splitlines()
     for setting in (
         "NoNewPrivileges=yes",
@@ -401,6 +411,7 @@ def test_the_service_is_sandboxed(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not HAVE_ANALYZE, reason="systemd-analyze is not installed (make deps)")
+@pytest.mark.usefixtures("project_elsewhere")
 def test_timer_units_pass_systemd_analyze_verify_and_score_well(tmp_path):
     _units(tmp_path)
     cli.verify_units(tmp_path)
@@ -494,9 +505,8 @@ def test_apply_hands_pyinfra_the_packaged_deploy_and_options_after_the_double_da
     assert e.value.code == 64
 
 
-def test_private_tmp_unless_what_the_service_needs_lives_under_tmp(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "ROOT", Path("/srv/dockguard"))
-    monkeypatch.setattr(cli.sys, "executable", "/usr/bin/python3")
+@pytest.mark.usefixtures("project_elsewhere")
+def test_private_tmp_unless_what_the_service_needs_lives_under_tmp(tmp_path):
     assert "PrivateTmp=yes" in _units(tmp_path).splitlines()
     in_tmp = _units(tmp_path, inventory="/tmp/site/site.py").splitlines()
     assert "PrivateTmp=no" in in_tmp and "RuntimeDirectory=dockguard-drift" in in_tmp
