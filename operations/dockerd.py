@@ -233,35 +233,13 @@ def _tcp(address: str) -> bool:
     return address.startswith(("tcp://", "http://", "https://")) or re.fullmatch(r"[^/]*:[0-9]+", address) is not None
 
 
-def _verifies(opts: list[Option], conf: dict[str, Any]) -> bool:
-    """TLS with client verification, as dockerd decides it from flags and daemon.json."""
-    for o in opts:
-        if o.flag == "--tlsverify":
-            return o.value is None or o.value.lower() in ("true", "1")
-    return bool(conf.get("tlsverify"))
-
-
-def listener_findings(live: dict[str, Any]) -> list[str]:
-    """CIS 2.7: every TCP listener dockerd has or would get without TLS client
-    verification, named with the file (and line) that opens it. dockguard's own drop-in
-    runs dockerd without them; these say where they came from."""
-    words, _ = command_line(live)
-    opts = options(words)
+def daemon_json_listeners(live: dict[str, Any]) -> list[str]:
+    """CIS 2.7: TCP listeners the host's daemon.json opens with ``hosts`` (dockguard's
+    daemon.json has none: listeners live only in its drop-in)."""
     current = _current_daemon_json(live)
-    out = []
-    verify = _verifies(opts, current if isinstance(current, dict) else {})
-    for o in opts:
-        if o.flag in ("-H", "--host") and o.value and _tcp(o.value) and not verify:
-            out.append(f"{o.source} opens {o.value} without TLS client verification")
-        if o.flag == "--tlsverify" and o.value is not None and o.value.lower() in ("false", "0"):
-            out.append(f"{o.source} sets --tlsverify={o.value}: TLS without client verification")
-    if isinstance(current, dict):
-        for h in current.get("hosts") or []:
-            if isinstance(h, str) and _tcp(h) and not current.get("tlsverify"):
-                out.append(f"{DAEMON_JSON} (hosts) opens {h} without TLS client verification")
-    for address in live.get("live_listeners") or []:
-        out.append(f"the running dockerd (pid {live.get('main_pid')}) listens on TCP {address}")
-    return out
+    if not isinstance(current, dict):
+        return []
+    return [f"{DAEMON_JSON} (hosts) opens {h}" for h in current.get("hosts") or [] if isinstance(h, str) and _tcp(h)]
 
 
 def _current_daemon_json(live: dict[str, Any]) -> dict[str, Any] | str | None:
@@ -342,7 +320,6 @@ def flag_conflicts(live: dict[str, Any], conf: dict[str, Any]) -> list[str]:
 # file, of `docker info` or of a process name can break its parsing: dash's echo
 # expands backslashes, and dockerd's own warnings span several lines.
 _B64 = "| base64 -w0; echo"
-_HOLD = "dockguard:hold"
 
 
 def _dropin_globs() -> str:
@@ -1119,6 +1096,9 @@ def configure(ctx: Context) -> list:
         current = _current_daemon_json(live)
         if isinstance(current, str):
             drift("2.x", f"{current}: dockerd would not start with it", DAEMON_JSON_OP)
+        for line in daemon_json_listeners(live):
+            say(f"CIS 2.7: {line}: dockguard's daemon.json has no hosts")
+            drift("2.7", f"{line}: dockguard's daemon.json has no hosts", DAEMON_JSON_OP)
         removed = _dropped_keys(live, conf)
         if removed:
             note = (

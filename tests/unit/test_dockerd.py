@@ -8,9 +8,9 @@ from dockguard.operations import TEMPLATES
 from dockguard.operations.dockerd import (
     command_line,
     daemon_config,
+    daemon_json_listeners,
     exec_start,
     flag_conflicts,
-    listener_findings,
     preflight_problems,
     render_daemon_json,
     render_exec_start,
@@ -136,9 +136,12 @@ def test_an_admin_override_with_a_plain_tcp_listener_is_named_and_left_out():
         f"CIS 2.7: {DROPINS}/zz-override.conf line 3 opens tcp://0.0.0.0:2375: dockguard's drop-in runs dockerd "
         "without it"
     ]
-    assert listener_findings(live) == [
-        f"{DROPINS}/zz-override.conf line 3 opens tcp://0.0.0.0:2375 without TLS client verification"
-    ]
+
+
+def test_tcp_hosts_in_daemon_json_are_named():
+    live = host_files(daemon='{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}')
+    assert daemon_json_listeners(live) == ["/etc/docker/daemon.json (hosts) opens tcp://0.0.0.0:2375"]
+    assert daemon_json_listeners(host_files(daemon="{not json")) == []
 
 
 def test_docker_opts_are_written_out_without_listeners_and_managed_flags():
