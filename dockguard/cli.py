@@ -128,8 +128,15 @@ def run_pyinfra(inventory: str, *args: str, drift_dir: str | None = None) -> tup
 _host_errors = compat.host_errors  # pyinfra prints per-host errors only on stderr
 
 
-def _run_errors(stderr: str) -> list[str]:
-    """pyinfra's own error message (the lines after '--> pyinfra error:'), without colours."""
+def _run_errors(rc: int, stderr: str) -> list[str]:
+    """A failed pyinfra run: its exit code and its own error message (the lines after
+    '--> pyinfra error:'), without colours; nothing when it exited 0."""
+    if rc == 0:
+        return []
+    return [f"pyinfra exited {rc}", *_pyinfra_error(stderr)]
+
+
+def _pyinfra_error(stderr: str) -> list[str]:
     text = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
     at = text.find("pyinfra error:")
     if at < 0:
@@ -209,9 +216,7 @@ def check(inventory: str, limit: list[str]) -> dict[str, Any]:
         rc, out, stderr = run_pyinfra(inventory, *args, drift_dir=notes_dir)
         notes, errors = _read_notes(notes_dir)
     plan = out.get("plan") if isinstance(out, dict) else None
-    if rc != 0:
-        errors.append(f"pyinfra exited {rc}")
-        errors += _run_errors(stderr)
+    errors += _run_errors(rc, stderr)
     if not isinstance(plan, list):
         errors.append("pyinfra's JSON output could not be read: the planned changes are unknown")
         plan = None
@@ -238,9 +243,7 @@ def fix(inventory: str, limit: list[str], before: dict[str, Any]) -> dict[str, A
     rc, out, stderr = run_pyinfra(inventory, *args)
     results = out.get("results") if isinstance(out, dict) else None
     errors = list(before["errors"])
-    if rc != 0:
-        errors.append(f"pyinfra exited {rc}")
-        errors += _run_errors(stderr)
+    errors += _run_errors(rc, stderr)
     if not isinstance(results, dict):
         errors.append("pyinfra's JSON output could not be read: what was corrected is unknown")
         results = None
