@@ -6,6 +6,9 @@ SHELL := /bin/bash
 
 N ?= 2
 VM ?= 0
+# Debian releases: container host N gets the Nth of SUITES (round robin); the VM host runs VM_SUITE.
+SUITES ?= bookworm,trixie
+VM_SUITE ?= trixie
 SELINUX ?= 0
 PY ?= python3
 VENV := .venv
@@ -18,7 +21,8 @@ APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils
 	lint docs readme bench
 
 help:
-	@echo "make demo | make test | make lab-up N=3 [VM=1] [SELINUX=1] | make lab-status | make lab-down"
+	@echo "make demo | make test | make lab-up N=3 [SUITES=bookworm,trixie] [VM=1 [VM_SUITE=trixie]] [SELINUX=1]" \
+		"| make lab-status | make lab-down"
 
 deps:  ## apt packages the lab needs (installed only when missing)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -46,7 +50,8 @@ lock:  ## regenerate requirements.lock (hashes) from pyproject.toml, with pip-to
 venv: $(BIN)/.installed
 
 lab-up: deps
-	$(LABCTL) up --containers $(N) $(if $(filter 1,$(VM)),--vm) $(if $(filter 1,$(SELINUX)),--selinux-vm)
+	$(LABCTL) up --containers $(N) --suites $(SUITES) $(if $(filter 1,$(VM)),--vm --vm-suite $(VM_SUITE)) \
+		$(if $(filter 1,$(SELINUX)),--selinux-vm)
 
 lab-status:
 	@$(LABCTL) status
@@ -78,7 +83,7 @@ e2e: venv
 
 demo: venv deps
 	@$(LABCTL) down >/dev/null 2>&1 || true
-	$(LABCTL) up --containers 2 --vm
+	$(LABCTL) up --containers 2 --suites $(SUITES) --vm --vm-suite $(VM_SUITE)
 	@# Lynis (with its before/after index) on the container hosts; under the VM's emulation it takes ~9 min.
 	$(BIN)/pyinfra -y --limit lab_containers --data lynis_enabled=true inventory/lab.py deploy.py
 	$(BIN)/pyinfra -y --limit lab_vms inventory/lab.py deploy.py
@@ -93,7 +98,7 @@ test: venv deps
 	$(MAKE) lint unit
 	@$(LABCTL) down >/dev/null 2>&1 || true
 	@set -o pipefail; trap '$(LABCTL) down' EXIT; \
-		$(LABCTL) up --containers $(N) --vm && \
+		$(LABCTL) up --containers $(N) --suites $(SUITES) --vm --vm-suite $(VM_SUITE) && \
 		$(MAKE) e2e
 	$(MAKE) lab-leftovers
 

@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import CHECKOUT, CIS_SUITE, DEPLOY_FILE, ROOT, TEMPLATES, compat, fleet, pki, systemd
+from . import CHECKOUT, CIS_SUITE, DEPLOY_FILE, ROOT, TEMPLATES, compat, controls, fleet, pki, systemd
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 # How a unit or a cron line runs dockguard: this Python, the package (installed, or this checkout).
@@ -377,8 +377,19 @@ def cmd_drift(args) -> int:
                     result = fix(args.inventory, args.limit, result)
     except (LockError, OSError) as e:
         result = _result(args.inventory, {}, [f"the lock could not be taken: {e}"])
+    numbered(result, args.cis)
     print(json.dumps(result, indent=2) if args.json else text_report(result, args.fix))
     return result["exit_code"]
+
+
+def numbered(result: dict[str, Any], version: str) -> None:
+    """Show every CIS ID of a drift result in ``version``'s numbering (operations carry
+    1.6.0's, kept as "cis_1.6.0")."""
+    result["cis_numbering"] = controls.BENCHMARK[version]
+    for h in result["hosts"].values():
+        for item in [*h.get("drift", []), *h.get("corrected", [])]:
+            item.setdefault("cis_1.6.0", item["cis"])
+            item["cis"] = controls.renumber(item["cis_1.6.0"], version)
 
 
 def report_exit(pytest_rc: int, junit: Path) -> tuple[int, str]:
@@ -441,14 +452,15 @@ def cmd_report(args) -> int:
     junit.unlink(missing_ok=True)  # never report on a previous run's results
     r = _run_with_progress(
         [sys.executable, "-m", "pytest", str(CIS_SUITE), "--inventory", args.inventory, "-p", "no:cacheprovider",
-         f"--junitxml={junit.resolve()}"],
+         f"--junitxml={junit.resolve()}", f"--cis={args.cis}"],
         ROOT, "dockguard report: the CIS suite",
     )  # fmt: skip
     code, why = report_exit(r.returncode, junit)
     if code != EXIT_UNCHECKED:
         from . import report
 
-        report.main([str(junit), "--json", str(out / "compliance.json"), "--markdown", str(out / "compliance.md")])
+        report.main([str(junit), "--cis", args.cis, "--json", str(out / "compliance.json"),
+                     "--markdown", str(out / "compliance.md")])  # fmt: skip
         print(f"\nreports: {junit}, {out / 'compliance.md'}, {out / 'compliance.json'}")
     else:
         print(r.stdout[-3000:] + r.stderr[-3000:], file=sys.stderr)
@@ -791,6 +803,12 @@ def parser() -> Parser:
     d.add_argument("--fix", action="store_true", help="apply the deploy and report what was corrected")
     d.add_argument("--limit", action="append", default=[], help="only this host, group or glob (repeatable)")
     d.add_argument("--lock", default=default_lock(), help="lock file (in a directory only you can write)")
+    d.add_argument(
+        "--cis",
+        choices=controls.VERSIONS,
+        default=controls.DEFAULT_VERSION,
+        help="CIS Docker Benchmark numbering of the IDs shown (default %(default)s)",
+    )
     a = sub.add_parser("apply", help="harden the inventory's hosts (pyinfra -y INVENTORY with dockguard's deploy)")
     a.add_argument("inventory")
     a.add_argument("--limit", action="append", default=[], help="only this host, group or glob (repeatable)")
@@ -799,6 +817,12 @@ def parser() -> Parser:
                        epilog=exit_table_text(), formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
     r.add_argument("inventory")
     r.add_argument("--out", default=str(ROOT / "reports"))
+    r.add_argument(
+        "--cis",
+        choices=controls.VERSIONS,
+        default=controls.DEFAULT_VERSION,
+        help="CIS Docker Benchmark numbering of the IDs and test names shown (default %(default)s)",
+    )
     t = sub.add_parser("install-timer", help="install a systemd service and timer that run the drift check")
     t.add_argument("inventory")
     t.add_argument("--fix", action="store_true")

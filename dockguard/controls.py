@@ -1,5 +1,15 @@
-"""The CIS Docker Benchmark 1.6.0 controls dockguard reports on: the host controls
-(sections 1-3) and the host side of 5.1/5.2 (AppArmor, SELinux).
+"""The CIS Docker Benchmark controls dockguard reports on: the host controls
+(sections 1-3) and the host side of 5.1/5.2 (AppArmor, SELinux), with their IDs in
+1.6.0 and in 1.8.0.
+
+1.8.0 inserts 2.7 "Ensure devicemapper storage driver is not used" and moves 1.6.0's
+2.7-2.18 to 2.8-2.19; sections 1, 3 and 5 keep their numbers. That mapping is inferred
+from the published titles of 1.7.0 and 1.8.0 (their full texts are not public): every
+1.8.0 ID here says so (``MAPPING``).
+
+``cis`` is the 1.6.0 ID: the key every operation name ("CIS 2.7: ...") and test name
+(test_cis_2_7_...) carries, because third-party checkers and existing reports use it.
+``cis18`` is the 1.8.0 ID; ``shown(c, "1.8")`` what a report prints.
 
 Each control: its ID, title, and how dockguard handles it:
   auto    remediated automatically (and verified)
@@ -12,16 +22,58 @@ Each control: its ID, title, and how dockguard handles it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+
+VERSIONS = ("1.6", "1.8")
+DEFAULT_VERSION = "1.8"
+BENCHMARK = {"1.6": "CIS Docker Benchmark 1.6.0", "1.8": "CIS Docker Benchmark 1.8.0"}
+MAPPING = (
+    "1.8.0 IDs are inferred from the published titles of 1.7.0 and 1.8.0 (the full texts are not public): "
+    "1.8.0 inserts 2.7 (devicemapper) and moves 1.6.0's 2.7-2.18 to 2.8-2.19"
+)
+# A section-2 ID inside a 1.6.0 ID or group ("2.7", "2.7/2.8", "1.1.3-1.1.18" has none).
+_SECTION2 = re.compile(r"(?<![0-9.])2\.([0-9]+)(?![0-9.])")
+
+
+def renumber(cis16: str, version: str = DEFAULT_VERSION) -> str:
+    """A 1.6.0 ID (or a group of them: "3.1/3.2", "2.7, 2.9") in ``version``'s numbering."""
+    if version == "1.6" or not cis16:
+        return cis16
+    if version != "1.8":
+        raise ValueError(f"unknown CIS Docker Benchmark version {version!r} (one of {', '.join(VERSIONS)})")
+    return _SECTION2.sub(lambda m: f"2.{int(m[1]) + 1}" if 7 <= int(m[1]) <= 18 else m[0], cis16)
 
 
 @dataclass(frozen=True)
 class Control:
-    cis: str
+    cis: str  # the 1.6.0 ID; "" for a control 1.6.0 does not have
     title: str
     kind: str
     test: str | None
     note: str = ""
+    cis18: str = field(default="")  # the 1.8.0 ID (from ``cis`` unless given)
+
+    def __post_init__(self):
+        if not self.cis18:
+            object.__setattr__(self, "cis18", renumber(self.cis, "1.8"))
+
+    @property
+    def test18(self) -> str | None:
+        """The test's name in 1.8.0's numbering: test_cis18_2_8_... where the ID moved, else ``test``."""
+        if not self.test or self.test.startswith("test_cis18_") or self.cis18 == self.cis:
+            return self.test
+        return "test_cis18_" + re.sub(r"[./]", "_", self.cis18) + "_"
+
+    @property
+    def key(self) -> str:
+        """Unique across both numberings: the 1.6.0 ID, or "1.8.0 2.7" for a 1.8.0-only control."""
+        return self.cis or f"1.8.0 {self.cis18}"
+
+
+def shown(c: Control, version: str = DEFAULT_VERSION) -> str:
+    """The ID a report prints for ``c`` in ``version``'s numbering ("-" where it has none)."""
+    return (c.cis18 if version == "1.8" else c.cis) or "-"
 
 
 CONTROLS = [
@@ -34,7 +86,7 @@ CONTROLS = [
     Control("1.1.6", "Audit /etc/docker", "auto", "test_cis_1_1_6_"),
     Control("1.1.7", "Audit docker.service", "auto", "test_cis_1_1_7_"),
     Control("1.1.8", "Audit containerd.sock", "auto", "test_cis_1_1_8_"),
-    Control("1.1.9", "Audit docker.socket", "auto", "test_cis_1_1_9_"),
+    Control("1.1.9", "Audit docker.socket (1.7.0+: docker.sock)", "auto", "test_cis_1_1_9_"),
     Control("1.1.10", "Audit /etc/default/docker", "auto", "test_cis_1_1_10_"),
     Control("1.1.11", "Audit /etc/docker/daemon.json", "auto", "test_cis_1_1_11_"),
     Control("1.1.12", "Audit /etc/containerd/config.toml", "auto", "test_cis_1_1_12_"),
@@ -55,6 +107,9 @@ CONTROLS = [
     Control("2.4", "Docker manages iptables", "auto", "test_cis_2_4_"),
     Control("2.5", "No insecure registries", "auto", "test_cis_2_5_"),
     Control("2.6", "No aufs storage driver", "auto", "test_cis_2_6_"),
+    Control("", "No devicemapper storage driver (1.8.0 only)", "report", "test_cis18_2_7_",
+            "refused as a setting; a daemon on devicemapper is reported, never switched (that hides its images)",
+            cis18="2.7"),
     Control("2.7", "TLS authentication on the TCP socket", "auto", "test_cis_2_7_"),
     Control("2.8", "Default ulimits", "auto", "test_cis_2_8_"),
     Control("2.9", "User namespace remapping", "choice", "test_cis_2_9_",
@@ -88,14 +143,23 @@ CONTROLS = [
             "enforcing; a disabled host is rebooted only with dockguard_allow_reboot"),
 ]  # fmt: skip
 
-BY_ID = {c.cis: c for c in CONTROLS}
+BY_ID = {c.key: c for c in CONTROLS}
 
 
 def for_test(test_name: str) -> Control | None:
     """The control a testinfra test verifies (by its name's prefix)."""
     base = test_name.split("[", 1)[0]
-    best = None
+    best, best_len = None, 0
     for c in CONTROLS:
-        if c.test and base.startswith(c.test) and (best is None or len(c.test) > len(best.test)):
-            best = c
+        for prefix in {c.test, c.test18} - {None}:
+            if base.startswith(prefix) and len(prefix) > best_len:
+                best, best_len = c, len(prefix)
     return best
+
+
+def test_name(name: str, version: str = DEFAULT_VERSION) -> str:
+    """A CIS test's name (test_cis_2_7_..., 1.6.0's IDs) as shown in ``version``'s numbering."""
+    c = for_test(name)
+    if version == "1.6" or c is None or not c.test or not name.startswith(c.test) or c.test18 == c.test:
+        return name
+    return c.test18 + name[len(c.test) :]

@@ -62,7 +62,11 @@ def _harden_installed() -> None:
 
 
 def _prepare(ctx: Context) -> None:
-    if dockerd.live_state().get("dockerd"):
+    live = dockerd.live_state()
+    if live.get("dockerd") and not dockerd.client_present(live):  # the preflight allowed it: docker_install
+        packages.client(name=packages.CLIENT_OP, plat=platform.current(), cfg=ctx.cfg)
+        python.call(name="dockguard: harden with the docker client installed in this run", function=_harden_installed)
+    elif live.get("dockerd"):
         harden(ctx)
     else:  # the preflight allowed it: docker_install is on and docker_source has packages here
         packages.docker(name=packages.DOCKER_OP, plat=platform.current(), cfg=ctx.cfg)

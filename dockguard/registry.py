@@ -60,7 +60,8 @@ PATHS: tuple[Path, ...] = (
     ),  # fmt: skip
     Path("/etc/containerd/config.toml", "1.1.12", audited="1.1.12"),
     Path("/run/containerd/containerd.sock", "3.23/3.24", mode="660", audited="1.1.8"),
-    Path("/var/run/docker.sock", "3.15/3.16", group="docker", mode="660"),
+    # 1.7.0 and 1.8.0 audit docker.sock for 1.1.9 (1.6.0: the docker.socket unit): both are watched
+    Path("/var/run/docker.sock", "3.15/3.16", group="docker", mode="660", audited="1.1.9"),
     Path(CA_CERT, "3.9/3.10", mode="444", rollback=True),
     Path(SERVER_CERT, "3.11/3.12", mode="444", rollback=True),
     Path(SERVER_KEY, "3.13/3.14", mode="400", exact=True, rollback=True),
@@ -82,6 +83,10 @@ BINARY_WATCHES = {
     "docker": "1.1.3", "dockerd": "1.1.3", "containerd": "1.1.14", "containerd-shim": "1.1.15",
     "containerd-shim-runc-v1": "1.1.16", "containerd-shim-runc-v2": "1.1.17", "runc": "1.1.18",
 }  # fmt: skip
+# Where Docker's own packages install each binary: third-party checkers (docker-bench-security and
+# the like) look for watches there, whatever the distribution does (Debian: /usr/sbin/dockerd, and
+# /usr/bin/runc a link to /usr/sbin/runc). Watched too, so their scan agrees with dockguard's report.
+UPSTREAM_BINS = {name: f"/usr/bin/{name}" for name in BINARY_WATCHES}
 CERT_RULE = ("3.7/3.8", "444")  # every file under certs.d (a directory there: 755)
 
 
@@ -121,4 +126,4 @@ def rollback_set() -> tuple[str, ...]:
 
 def stat_paths() -> tuple[str, ...]:
     """Fixed paths whose owner, mode and type the hostpaths fact reads."""
-    return tuple(p.path for p in PATHS if p.mode or p.audited)
+    return tuple(p.path for p in PATHS if p.mode or p.audited) + tuple(UPSTREAM_BINS.values())

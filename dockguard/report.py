@@ -1,10 +1,11 @@
 """Compliance report: every CIS control once, x every host, from the CIS suite's JUnit XML.
 
-    python -m dockguard.report reports/cis.xml [--json reports/compliance.json] [--markdown FILE]
+    python -m dockguard.report reports/cis.xml [--cis 1.6|1.8] [--json reports/compliance.json] [--markdown FILE]
 
 A control's cell is PASS, FAIL, or N/A with the reason its test gave (a skipped
 test always says why). Each row also says how dockguard handles the control
-(auto, choice, report, manual) and whether a test verifies it.
+(auto, choice, report, manual) and whether a test verifies it. IDs are shown in the
+numbering of CIS Docker Benchmark 1.8.0 (the default) or 1.6.0; the JSON carries both.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-from .controls import CONTROLS, for_test
+from .controls import BENCHMARK, CONTROLS, DEFAULT_VERSION, MAPPING, VERSIONS, for_test, shown
 
 _HOST = re.compile(r"\[ssh://(?P<host>[^\]]+)\]$")
 _RANK = {"PASS": 0, "N/A": 1, "FAIL": 2}
@@ -40,8 +41,10 @@ def results(junit_path: str) -> tuple[dict[str, dict[str, dict[str, str]]], list
             reason = skipped.get("message") or ""
             cell = {"status": "N/A", "reason": re.sub(r"^Skipped: ", "", reason)[:200]}
         else:
-            cell = {"status": "PASS", "reason": ""}
-        row = table.setdefault(control.cis, {})
+            # a passing test may say what it found (the real binary of an audited path)
+            note = next((q.get("value") or "" for q in case.iter("property") if q.get("name") == "dockguard_note"), "")
+            cell = {"status": "PASS", "reason": note[:200]}
+        row = table.setdefault(control.key, {})
         prev = row.get(m["host"])
         if prev is None or _RANK[cell["status"]] > _RANK[prev["status"]]:
             row[m["host"]] = cell
@@ -49,15 +52,17 @@ def results(junit_path: str) -> tuple[dict[str, dict[str, dict[str, str]]], list
     return table, sorted(hosts)
 
 
-def compliance(junit_path: str) -> dict:
+def compliance(junit_path: str, version: str = DEFAULT_VERSION) -> dict:
     table, hosts = results(junit_path)
     controls = []
     for c in CONTROLS:
-        row = table.get(c.cis, {})
+        row = table.get(c.key, {})
         cells = {h: row.get(h, {"status": "N/A", "reason": c.note or "not verified by a test"}) for h in hosts}
         controls.append(
             {
-                "cis": c.cis,
+                "cis": shown(c, version),
+                "cis_1.6.0": c.cis or None,
+                "cis_1.8.0": c.cis18,
                 "title": c.title,
                 "handled": c.kind,
                 "verified": c.test is not None,
@@ -65,18 +70,20 @@ def compliance(junit_path: str) -> dict:
                 "hosts": cells,
             }  # fmt: skip
         )
+    if version == "1.6":  # a 1.8.0-only control has no row in 1.6.0's numbering
+        controls = [c for c in controls if c["cis_1.6.0"]]
     summary = {h: {s: sum(1 for c in controls if c["hosts"][h]["status"] == s) for s in _RANK} for h in hosts}
-    return {"benchmark": "CIS Docker Benchmark 1.6.0, sections 1-3", "hosts": hosts, "summary": summary,
-            "controls": controls}  # fmt: skip
+    return {"benchmark": f"{BENCHMARK[version]}, sections 1-3 and 5.1/5.2 (host side)", "numbering": version,
+            "mapping": MAPPING, "hosts": hosts, "summary": summary, "controls": controls}  # fmt: skip
 
 
 def _cell(cell: dict[str, str]) -> str:
-    text = cell["status"] if not cell["reason"] or cell["status"] == "PASS" else f"{cell['status']}: {cell['reason']}"
+    text = f"{cell['status']}: {cell['reason']}" if cell["reason"] else cell["status"]
     return text.replace("|", "\\|")
 
 
-def markdown(junit_path: str) -> str:
-    data = compliance(junit_path)
+def markdown(junit_path: str, version: str = DEFAULT_VERSION) -> str:
+    data = compliance(junit_path, version)
     hosts = data["hosts"]
     lines = [
         "| CIS | control | handled | verified | " + " | ".join(hosts) + " |",
@@ -86,23 +93,25 @@ def markdown(junit_path: str) -> str:
         cells = " | ".join(_cell(c["hosts"][h]) for h in hosts)
         lines.append(f"| {c['cis']} | {c['title']} | {c['handled']} | {'yes' if c['verified'] else 'no'} | {cells} |")
     totals = ", ".join(f"{h}: {s['PASS']} pass, {s['FAIL']} fail, {s['N/A']} n/a" for h, s in data["summary"].items())
-    return "\n".join(lines) + f"\n\n{totals}"
+    note = f"IDs: {BENCHMARK[version]}." + (f" {MAPPING}." if version == "1.8" else "")
+    return "\n".join(lines) + f"\n\n{totals}\n\n{note}"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dockguard.report")
     p.add_argument("junit")
+    p.add_argument("--cis", choices=VERSIONS, default=DEFAULT_VERSION, help="numbering of the CIS IDs shown")
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--markdown", help="also write the Markdown table here")
     args = p.parse_args(argv)
-    text = markdown(args.junit)
+    text = markdown(args.junit, args.cis)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(compliance(args.junit), f, indent=2)
+            json.dump(compliance(args.junit, args.cis), f, indent=2)
     return 0
 
 

@@ -98,6 +98,8 @@ def _string_map(value: dict) -> str | None:
 def _storage_driver(value: str) -> str | None:
     if value == "aufs":
         return "aufs is deprecated and not allowed (CIS 2.6): use overlay2"
+    if value == "devicemapper":
+        return "devicemapper is deprecated and not allowed (CIS 1.8.0 2.7; Engine 25 removed it): use overlay2"
     return None
 
 

@@ -1,7 +1,8 @@
 """The local lab (the embedded default target): whatever `make lab-up` started.
 
 Groups: lab_containers (dh1..dhN, systemd-nspawn hosts), lab_vms (vm1, QEMU, AppArmor)
-and lab_selinux_vms (vm2, QEMU, SELinux; only with `make lab-up SELINUX=1`).
+and lab_selinux_vms (vm2, QEMU, SELinux; only with `make lab-up SELINUX=1`). Each host's
+Debian release is its ``lab_suite`` (bookworm, trixie).
 """
 
 import json
@@ -30,6 +31,7 @@ def _hosts(kind):
                 "ssh_allow_agent": False,
                 "ssh_look_for_keys": False,
                 "lab_kind": h["kind"],
+                "lab_suite": h.get("suite", "bookworm"),
             },
         )
         for name, h in sorted(hosts.items())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""dockguard lab: real systemd-booted Debian 12 Docker hosts on this machine.
+"""dockguard lab: real systemd-booted Debian 12 and Debian 13 Docker hosts on this machine.
 
 Two kinds of host, both reached over SSH:
 
@@ -9,10 +9,13 @@ Two kinds of host, both reached over SSH:
 * the VM host ``vm1``: the same root filesystem plus Debian's kernel, made into an
   ext4 disk image and booted with QEMU; sshd is forwarded to 127.0.0.1:2201.
 
+Each host runs one Debian release (``--suites bookworm,trixie``: container host N gets the
+Nth, round robin; ``--vm-suite``), each built from its own cached root filesystem.
+
 Everything is built from Debian's archive only. Run as root; stdlib only so it
 works before the project's virtualenv exists.
 
-    labctl.py up [--containers N] [--vm]
+    labctl.py up [--containers N] [--suites bookworm,trixie] [--vm [--vm-suite trixie]]
     labctl.py status
     labctl.py down
     labctl.py operator-up | operator-run [--user U] -- CMD | operator-down
@@ -40,7 +43,18 @@ from pathlib import Path
 CACHE = Path(os.environ.get("DOCKGUARD_LAB_CACHE", "/var/cache/dockguard-lab"))
 STATE = Path(os.environ.get("DOCKGUARD_LAB_STATE", "/var/lib/dockguard-lab"))
 MIRROR = os.environ.get("DOCKGUARD_LAB_MIRROR", "http://deb.debian.org/debian")
-SUITE = "bookworm"
+# Debian releases the lab builds hosts of: suite -> arguments for the container hosts' systemd.
+# Debian 13's systemd (257) refuses to boot on a cgroup v1 hierarchy unless told to; this machine's
+# kernel gives an nspawn container no other (its VM host, with its own kernel, runs cgroup v2).
+SUITES = {
+    "bookworm": [],
+    "trixie": ["SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1"],
+}
+# What `apt install docker.io` brings on each release beyond PACKAGES (Debian 13 packages the
+# docker client apart, as docker-cli, a Recommends of docker.io; debootstrap takes no Recommends).
+SUITE_PACKAGES = {"bookworm": [], "trixie": ["docker-cli"]}
+DEFAULT_SUITES = "bookworm,trixie"
+DEFAULT_VM_SUITE = "trixie"
 SUBNET = "10.213"
 VM_SSH_PORT = 2201
 PREFIX = "dgl"  # prefix of every netns, veth and cgroup this lab makes
@@ -54,6 +68,7 @@ PACKAGES = [
 VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
 # Kept in the hosts' apt cache: a test removes docker.io and has dockguard install it
 # again (docker_install); the hosts have no network, so apt must find the package here.
+# (and the release's SUITE_PACKAGES: docker-cli, which a test removes too)
 KEEP_DEBS = ["docker.io"]
 # The SELinux VM (opt-in, `make lab-up SELINUX=1`): Debian's own SELinux policy, the
 # file system labelled when the image is built, booted permissive.
@@ -96,6 +111,8 @@ AUDITD_DROPIN = """\
 [Unit]
 ConditionVirtualization=!container
 """
+# auditd's units: Debian 13 (auditd 4) loads the rules in a unit of their own.
+AUDIT_UNITS = ("auditd.service", "audit-rules.service")
 
 SSHD_CONF = """\
 # dockguard lab
@@ -159,18 +176,22 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
-def rootfs_dir() -> Path:
-    """The debootstrap result, keyed by what goes into it; customised in place."""
-    return CACHE / f"rootfs-{_key(SUITE, MIRROR, *PACKAGES, 'keep', *KEEP_DEBS)}"
+def rootfs_dir(suite: str) -> Path:
+    """The debootstrap result of one release, keyed by what goes into it; customised in place."""
+    return CACHE / f"rootfs-{_key(suite, MIRROR, *PACKAGES, *SUITE_PACKAGES[suite], 'keep', *keep_debs(suite))}"
+
+
+def keep_debs(suite: str) -> list[str]:
+    return KEEP_DEBS + SUITE_PACKAGES[suite]
 
 
 def _custom_key() -> str:
-    return _key(CGROUP_UNIT, AUDITD_DROPIN, SSHD_CONF)
+    return _key(CGROUP_UNIT, AUDITD_DROPIN, *AUDIT_UNITS, SSHD_CONF)
 
 
-def vm_dir(selinux: bool = False) -> Path:
+def vm_dir(suite: str, selinux: bool = False) -> Path:
     extra = ["selinux", *SELINUX_PACKAGES, SELINUX_SEED_DROPIN] if selinux else []
-    return CACHE / f"vm-{_key(rootfs_dir().name, _custom_key(), *VM_PACKAGES, SEED_UNIT, VM_NETWORK, *extra)}"
+    return CACHE / f"vm-{_key(rootfs_dir(suite).name, _custom_key(), *VM_PACKAGES, SEED_UNIT, VM_NETWORK, *extra)}"
 
 
 def ensure_tools() -> None:
@@ -179,20 +200,21 @@ def ensure_tools() -> None:
         raise SystemExit(f"lab: missing tools {missing}: run `make deps` (apt packages) first")
 
 
-def build_rootfs() -> Path:
-    root = rootfs_dir()
+def build_rootfs(suite: str) -> Path:
+    root = rootfs_dir(suite)
     if not (root / ".dockguard-complete").exists():
         ensure_tools()
         tmp = root.with_name(root.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
         CACHE.mkdir(parents=True, exist_ok=True)
-        log(f"building root filesystem {root.name} with debootstrap (about a minute)")
+        log(f"building the {suite} root filesystem {root.name} with debootstrap (about a minute)")
         t0 = time.monotonic()
-        run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR],
+        include = ",".join(PACKAGES + SUITE_PACKAGES[suite])
+        run(["debootstrap", "--variant=minbase", f"--include={include}", suite, str(tmp), MIRROR],
             stdout=subprocess.DEVNULL)  # fmt: skip
         _make_test_image(tmp)
-        _clean_apt_cache(tmp)
+        _clean_apt_cache(tmp, keep_debs(suite))
         (tmp / ".dockguard-complete").write_text(time.strftime("%F %T\n"))
         tmp.rename(root)
         log(f"root filesystem built in {time.monotonic() - t0:.0f}s")
@@ -203,12 +225,12 @@ def build_rootfs() -> Path:
     return root
 
 
-def _clean_apt_cache(root: Path) -> None:
-    """apt-get clean, keeping the packages of KEEP_DEBS."""
+def _clean_apt_cache(root: Path, debs: list[str]) -> None:
+    """apt-get clean, keeping the packages ``debs``."""
     archives = root / "var/cache/apt/archives"
     keep = root / "var/cache/dockguard-keep"
     keep.mkdir(parents=True, exist_ok=True)
-    for name in KEEP_DEBS:
+    for name in debs:
         for deb in archives.glob(f"{name}_*.deb"):
             deb.rename(keep / deb.name)
     run(["chroot", str(root), "apt-get", "clean"])
@@ -223,9 +245,10 @@ def _customise(root: Path) -> None:
         key.unlink()
     (root / "etc/ssh/sshd_config.d/dockguard-lab.conf").write_text(SSHD_CONF)
     (root / "etc/systemd/system/dockguard-lab-cgroups.service").write_text(CGROUP_UNIT)
-    dropin = root / "etc/systemd/system/auditd.service.d"
-    dropin.mkdir(parents=True, exist_ok=True)
-    (dropin / "dockguard-lab.conf").write_text(AUDITD_DROPIN)
+    for unit in AUDIT_UNITS:
+        dropin = root / f"etc/systemd/system/{unit}.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "dockguard-lab.conf").write_text(AUDITD_DROPIN)
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / "dockguard-lab-cgroups.service"
@@ -250,16 +273,16 @@ def _make_test_image(root: Path) -> None:
     shutil.rmtree(img)
 
 
-def build_vm_image(selinux: bool = False) -> Path:
-    out = vm_dir(selinux)
+def build_vm_image(suite: str, selinux: bool = False) -> Path:
+    out = vm_dir(suite, selinux)
     if (out / ".dockguard-complete").exists():
         return out
-    root = build_rootfs()
+    root = build_rootfs(suite)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     vroot = out / "root"
-    log("building the VM image: rootfs + Debian kernel (a few minutes)")
+    log(f"building the {suite} VM image: rootfs + Debian kernel (a few minutes)")
     t0 = time.monotonic()
     run(["cp", "-a", f"{root}/.", str(vroot)])
     (vroot / ".dockguard-complete").unlink()
@@ -278,7 +301,7 @@ def build_vm_image(selinux: bool = False) -> Path:
         packages = VM_PACKAGES + (SELINUX_PACKAGES if selinux else [])
         run(["chroot", str(vroot), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
             env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-        _clean_apt_cache(vroot)
+        _clean_apt_cache(vroot, keep_debs(suite))
         if selinux:
             _selinux_image(vroot)
     finally:
@@ -428,9 +451,9 @@ def cgroup_controllers() -> list[str]:
     return [c for c in CGROUP_HIERARCHIES if (Path("/sys/fs/cgroup") / c).is_dir()]
 
 
-def start_container(n: int, state: dict) -> None:
+def start_container(n: int, state: dict, suite: str) -> None:
     name = f"dh{n}"
-    root = build_rootfs()
+    root = build_rootfs(suite)
     hdir = STATE / name
     if hdir.exists():
         raise SystemExit(f"lab: {hdir} exists; run `make lab-down` first")
@@ -481,7 +504,7 @@ def start_container(n: int, state: dict) -> None:
         f"--capability=all --system-call-filter='add_key keyctl bpf' --machine={name} "
         f"--hostname={name} -D {merged} --bind={hdir}/docker:/var/lib/docker "
         f"--bind={hdir}/containerd:/var/lib/containerd --console=read-only --resolv-conf=off "
-        f"--timezone=off --link-journal=no"
+        f"--timezone=off --link-journal=no {' '.join(SUITES[suite])}"
     )
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network", SYSTEMD_NSPAWN_TMPFS_TMP="0")
     with open(console, "w") as out:
@@ -490,7 +513,7 @@ def start_container(n: int, state: dict) -> None:
     state["hosts"][name] = {
         "kind": "container", "address": addr, "port": 22, "pid": proc.pid, "netns": ns,
         "veth": veth_host, "cgroups": cgroups, "dir": str(hdir), "host_key": host_key,
-        "started": time.time(),
+        "started": time.time(), "suite": suite,
     }  # fmt: skip
     save_state(state)
 
@@ -533,9 +556,9 @@ def _selinux_image(vroot: Path) -> None:
         stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-def start_vm(state: dict, name: str = "vm1") -> None:
+def start_vm(state: dict, name: str, suite: str) -> None:
     port, security, kind = VMS[name]
-    img = build_vm_image(selinux=kind == "vm-selinux")
+    img = build_vm_image(suite, selinux=kind == "vm-selinux")
     if not shutil.which("qemu-system-x86_64"):
         raise SystemExit("lab: qemu-system-x86_64 missing: run `make deps` first")
     hdir = STATE / name
@@ -567,7 +590,7 @@ def start_vm(state: dict, name: str = "vm1") -> None:
     pid = int((hdir / "qemu.pid").read_text())
     state["hosts"][name] = {
         "kind": kind, "address": "127.0.0.1", "port": port, "pid": pid, "dir": str(hdir),
-        "host_key": host_key, "started": time.time(),
+        "host_key": host_key, "started": time.time(), "suite": suite,
     }  # fmt: skip
     save_state(state)
 
@@ -880,14 +903,14 @@ def cmd_up(args) -> None:
     if state["hosts"]:
         raise SystemExit("lab: a lab is already up (`make lab-status`); run `make lab-down` first")
     t0 = time.monotonic()
-    cold = not (rootfs_dir() / ".dockguard-complete").exists() or (
-        args.vm and not (vm_dir() / ".dockguard-complete").exists()
-    )
-    build_rootfs()
-    if args.vm:
-        build_vm_image()
-    if args.selinux_vm:
-        build_vm_image(selinux=True)
+    suites = [s for s in args.suites.split(",") if s] if args.containers else []
+    vms = [("vm1", args.vm_suite)] * bool(args.vm) + [("vm2", "bookworm")] * bool(args.selinux_vm)
+    images = [rootfs_dir(s) for s in suites] + [vm_dir(s, name == "vm2") for name, s in vms]
+    cold = any(not (d / ".dockguard-complete").exists() for d in images)
+    for s in dict.fromkeys(suites):
+        build_rootfs(s)
+    for name, s in vms:
+        build_vm_image(s, selinux=name == "vm2")
     t_build = time.monotonic() - t0
     (STATE / "ssh").mkdir(parents=True, exist_ok=True)
     try:
@@ -895,13 +918,13 @@ def cmd_up(args) -> None:
         # both cores while it boots, which slows a container's boot past systemd's
         # timeouts.
         for n in range(1, args.containers + 1):
-            start_container(n, state)
+            start_container(n, state, suites[(n - 1) % len(suites)])
         update_known_hosts(state)
         save_state(state)
         for name in sorted(state["hosts"]):
             wait_ready(name, state["hosts"][name], 60)
-        for name in ["vm1"] * bool(args.vm) + ["vm2"] * bool(args.selinux_vm):
-            start_vm(state, name)
+        for name, suite in vms:
+            start_vm(state, name, suite)
             update_known_hosts(state)
             save_state(state)
             wait_ready(name, state["hosts"][name], 400)
@@ -918,7 +941,8 @@ def cmd_up(args) -> None:
         raise
     total = time.monotonic() - t0
     for name, h in sorted(state["hosts"].items()):
-        log(f"{name}: ready ({h['kind']}, ssh {h['address']}:{h['port']}) {h['ready_after']}s after start")
+        where = f"{h['kind']}, {h['suite']}, ssh {h['address']}:{h['port']}"
+        log(f"{name}: ready ({where}) {h['ready_after']}s after start")
     log(f"lab up in {total:.1f}s ({'cold: built cache' if cold else 'cached'}, build {t_build:.1f}s)")
     state["timings"] = {"total": round(total, 1), "build": round(t_build, 1), "cold": cold}
     save_state(state)
@@ -938,7 +962,7 @@ def cmd_status(args) -> int:
                                stderr=subprocess.DEVNULL, text=True, timeout=30)  # fmt: skip
             status = r.stdout.strip() or "no ssh"
         bad += status != "running"
-        print(f"{name:5} {h['kind']:9} {h['address']}:{h['port']:<5} {status}")
+        print(f"{name:5} {h['kind']:9} {h.get('suite', '?'):9} {h['address']}:{h['port']:<5} {status}")
     return 1 if bad else 0
 
 
@@ -1030,12 +1054,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("--containers", "-n", type=int, default=2)
+    up.add_argument(
+        "--suites",
+        default=DEFAULT_SUITES,
+        help=f"Debian releases of the container hosts, round robin (default {DEFAULT_SUITES})",
+    )
     up.add_argument("--vm", action="store_true")
+    up.add_argument(
+        "--vm-suite",
+        default=DEFAULT_VM_SUITE,
+        choices=sorted(SUITES),
+        help=f"Debian release of the VM host vm1 (default {DEFAULT_VM_SUITE})",
+    )
     up.add_argument("--selinux-vm", action="store_true", help="also vm2: Debian with SELinux, booted permissive")
     sub.add_parser("status")
     sub.add_parser("down")
     sub.add_parser("leftovers")
-    sub.add_parser("build")
+    build = sub.add_parser("build")
+    build.add_argument("--suites", default=",".join(SUITES))
     op_up = sub.add_parser("operator-up", help="boot this machine's root file system (a throw-away overlay) "
                            "with systemd as PID 1, in this machine's network")  # fmt: skip
     op_up.add_argument("--timeout", type=float, default=60, help="seconds to wait for its systemd (default 60)")
@@ -1051,6 +1087,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "up":
         if not 0 <= args.containers <= 40:
             raise SystemExit("lab: --containers must be between 0 and 40")
+        unknown = [s for s in args.suites.split(",") if s not in SUITES]
+        if unknown or (args.containers and not args.suites.strip(",")):
+            raise SystemExit(
+                f"lab: --suites: unknown release {unknown or args.suites!r} (the lab builds {', '.join(SUITES)})"
+            )
         cmd_up(args)
     elif args.cmd == "status":
         return cmd_status(args)
@@ -1065,8 +1106,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "operator-run":
         return cmd_operator_run(args)
     elif args.cmd == "build":
-        build_rootfs()
-        build_vm_image()
+        for s in args.suites.split(","):
+            build_rootfs(s)
+            build_vm_image(s)
     return 0
 
 

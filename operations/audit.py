@@ -38,12 +38,30 @@ AUDITED = registry.audited()
 
 def watched_paths(paths: dict[str, Any]) -> list[str]:
     """Every Docker/containerd path to watch on this host: what exists, plus daemon.json,
-    which dockguard writes before the rules are loaded."""
+    which dockguard writes before the rules are loaded, plus the upstream path of each
+    installed binary (``upstream_paths``)."""
     found = set(paths.get("bins", {}).values())
     found |= {p for u, p in paths.get("units", {}).items() if u in ("docker.service", "docker.socket")}
     found |= {p for p in AUDITED if p in paths.get("stat", {})}
+    found |= set(upstream_paths(paths))
     found.add(DAEMON_JSON)
     return sorted(found)
+
+
+def upstream_paths(paths: dict[str, Any]) -> dict[str, str]:
+    """{upstream path: the real binary} for each installed binary the distribution puts
+    elsewhere (Debian 13: /usr/sbin/dockerd; /usr/bin/runc a link to /usr/sbin/runc).
+    Auditors' checkers look for a watch at Docker's own install path (/usr/bin/NAME): it is
+    watched too, as a link or where nothing is (a binary dropped there later is then
+    recorded), and the rules file names the real binary."""
+    out = {}
+    for name, real in paths.get("bins", {}).items():
+        upstream = registry.UPSTREAM_BINS.get(name)
+        if upstream and upstream != real:
+            entry = paths.get("stat", {}).get(upstream)
+            if entry is None or entry["type"] == "symbolic link":
+                out[upstream] = real
+    return out
 
 
 def watchable(path: str) -> bool:
@@ -189,7 +207,8 @@ def configure(ctx: Context) -> list:
     )
     # Content here, owner and mode (root:root 0640) with the other files (docker_files).
     (rules,) = content.files(
-        {RULES_FILE: (content.render("etc/audit/rules.d/dockguard-docker.rules.j2", rules=wanted), "640")},
+        {RULES_FILE: (content.render("etc/audit/rules.d/dockguard-docker.rules.j2", rules=wanted,
+                                     upstream=sorted(upstream_paths(paths).items())), "640")},  # fmt: skip
         {RULES_FILE: "CIS 1.1.3-1.1.18: audit rules for Docker paths"},
     )
     run = running(name=RUNNING_OP, live=live)

@@ -349,6 +349,7 @@ class DockerdState(FactBase):
             f"[ -f {APPLIED} ] && echo applied_digest=$(head -c 64 {APPLIED} | tr -cd 0-9a-f); "
             f'[ -f {KNOWN_GOOD}/manifest ] && echo "known_good=$({_MANIFEST_OK} && echo yes || echo corrupt)"; '
             f"b dockerd; command -v dockerd 2>/dev/null | tr -d '\\n' {_B64}; "
+            f"b cli; command -v docker 2>/dev/null | tr -d '\\n' {_B64}; "
             "[ -w /etc/docker ] || [ ! -e /etc/docker ] && echo etc_writable=yes; "
             f"b pid1_limits; cat /proc/1/limits 2>/dev/null {_B64}; "
             "echo pid1_caps=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/1/status 2>/dev/null); "
@@ -412,7 +413,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
                 dropins[path] = text
             else:
                 files[path] = text
-        elif key in ("unit", "dockerd", "pid1_limits", "limits", "cmdline", "pstate", "listen", "info", "bridge",
+        elif key in ("unit", "dockerd", "cli", "pid1_limits", "limits", "cmdline", "pstate", "listen", "info", "bridge",
                      "version"):  # fmt: skip
             raw[key] = _b64(value, key)
         else:
@@ -431,6 +432,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "known_good": raw.get("known_good") == "yes",
         "known_good_corrupt": raw.get("known_good") == "corrupt",
         "dockerd": raw.get("dockerd") or None,
+        "docker_cli": raw.get("cli") or None,
         "etc_writable": raw.get("etc_writable") == "yes",
         "process_state": (raw.get("pstate") or "").strip() or None,
         "cmdline": [a for a in (raw.get("cmdline") or "").split("\0") if a],
@@ -617,6 +619,18 @@ def apparmor_profile_missing(plat: dict[str, Any], cfg: dict[str, Any]) -> bool:
     )
 
 
+CLIENT_MISSING = (
+    "dockerd is installed but the docker client is not (Debian 13 ships it as docker-cli, which docker.io only "
+    "recommends): dockguard asks the daemon through it; install docker-cli (docker-ce-cli from Docker's "
+    "repository), or set docker_install: True to let dockguard install it"
+)
+
+
+def client_present(live: dict[str, Any]) -> bool:
+    """Whether the docker client is installed (a fact recorded before this field existed: assumed)."""
+    return "docker_cli" not in live or bool(live["docker_cli"])
+
+
 def hung(live: dict[str, Any]) -> str | None:
     """A daemon systemd calls active that does not answer: dockguard neither restarts it
     (a stopped process may be under a debugger) nor trusts what it cannot ask."""
@@ -755,6 +769,8 @@ def preflight_problems(
     elif not present:
         return ["dockerd is not installed (install docker.io or docker-ce first)"]
     out = []
+    if not client_present(live) and not cfg["docker_install"]:
+        return [CLIENT_MISSING]
     stuck = hung(live)
     if stuck:
         return [stuck]

@@ -81,4 +81,31 @@ def docker(plat: dict[str, Any], cfg: dict[str, Any]):
     if cfg["docker_source"] == "docker-ce":
         steps.append(docker_ce_repo(plat))
     steps.append(install_command(plat, names))
+    if cfg["docker_source"] == "distribution":
+        steps.append(client_command(plat))
     yield StringCommand(" && ".join(steps))
+
+
+CLIENT_OP = "dockguard: docker client installed (docker_install)"
+
+
+def client_command(plat: dict[str, Any]) -> str:
+    """Shell: the docker client where the distribution packages it apart from the engine
+    (Debian 13's docker-cli, only recommended by docker.io; apt here never takes recommends)."""
+    if plat.get("pkg") != "apt":
+        return "true"
+    return (
+        "if ! command -v docker >/dev/null 2>&1; then "
+        "if apt-cache show docker-cli >/dev/null 2>&1; then " + install_command(plat, ["docker-cli"]) + "; "
+        "else echo 'dockguard: the docker client is missing and this archive has no docker-cli' >&2; exit 1; fi; fi"
+    )
+
+
+@operation()
+def client(plat: dict[str, Any], cfg: dict[str, Any]):
+    """Install the docker client next to an installed dockerd (the preflight allowed it: docker_install)."""
+    drift("2.x", "the docker client is not installed", operation=CLIENT_OP)
+    if cfg["docker_source"] == "docker-ce":
+        yield StringCommand(install_command(plat, ["docker-ce-cli"]))
+    else:
+        yield StringCommand(client_command(plat))

@@ -26,15 +26,15 @@ from . import PerHost, safe
 
 # Distributions dockguard supports: os-release ID -> (family, supported VERSION_ID major versions).
 SUPPORTED = {
-    "debian": ("debian", ("12",)),
-    "ubuntu": ("debian", ("22.04", "24.04")),
-    "rocky": ("rhel", ("9",)),
-    "rhel": ("rhel", ("9",)),
+    "debian": ("debian", ("12", "13")),
+    "ubuntu": ("debian", ("22.04", "24.04", "26.04")),
+    "rocky": ("rhel", ("9", "10")),
+    "rhel": ("rhel", ("9", "10")),
 }
-SUPPORTED_TEXT = "Debian 12, Ubuntu 22.04/24.04, Rocky Linux 9, RHEL 9"
+SUPPORTED_TEXT = "Debian 12/13, Ubuntu 22.04/24.04/26.04, Rocky Linux 9/10, RHEL 9/10"
 # Packages whose presence a control branches on (dpkg or rpm names).
 PACKAGES = (
-    "docker.io", "docker-ce", "docker-ce-cli", "containerd.io", "containerd", "moby-engine", "podman-docker",
+    "docker.io", "docker-cli", "docker-ce", "docker-ce-cli", "containerd.io", "containerd", "moby-engine", "podman-docker",
     "apparmor", "apparmor-utils", "container-selinux", "selinux-policy-default", "policycoreutils",
     "auditd", "audit", "lynis",
 )  # fmt: skip

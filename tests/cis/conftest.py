@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from dockguard import fleet
+from dockguard import controls, fleet
 
 TEST_IMAGE = "dockguard-test:busybox"
 LAB_IMAGE_TAR = "/opt/dockguard-lab/busybox.tar"
@@ -25,6 +25,22 @@ LAB_IMAGE_TAR = "/opt/dockguard-lab/busybox.tar"
 
 def pytest_addoption(parser):
     parser.addoption("--inventory", default="inventory/lab.py", help="pyinfra inventory to verify")
+    parser.addoption(
+        "--cis",
+        default=controls.DEFAULT_VERSION,
+        choices=controls.VERSIONS,
+        help="CIS Docker Benchmark numbering of the test names (default %(default)s)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test functions carry 1.6.0's IDs; in 1.8.0's numbering (the default) a test whose control
+    moved is shown under its 1.8.0 ID (test_cis_2_7_... becomes test_cis18_2_8_...)."""
+    version = config.getoption("--cis")
+    for item in items:
+        shown = controls.test_name(item.name, version)
+        if shown != item.name:
+            item._nodeid = item._nodeid[: -len(item.name)] + shown
 
 
 def pytest_configure(config):

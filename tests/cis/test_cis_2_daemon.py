@@ -50,6 +50,12 @@ def test_cis_2_6_no_aufs(docker_info, daemon_json):
     assert daemon_json.get("storage-driver") != "aufs"
 
 
+def test_cis18_2_7_no_devicemapper(docker_info, daemon_json):
+    """CIS 1.8.0 2.7 (no 1.6.0 ID): devicemapper was removed in Engine 25; an older daemon on it is reported."""
+    assert docker_info["Driver"] != "devicemapper"
+    assert daemon_json.get("storage-driver") != "devicemapper"
+
+
 def test_cis_2_7_tcp_socket_requires_client_certificates(host, cfg, daemon_json):
     # Listeners live in the unit's command line only (never "hosts" in daemon.json, which
     # dockerd refuses next to -H fd://): check the unit's effective ExecStart.

@@ -115,6 +115,11 @@ class Lab:
     def of_kind(self, kind: str) -> list[str]:
         return sorted(n for n, h in self.hosts.items() if h["kind"] == kind)
 
+    def of_suite(self, suite: str, kind: str | None = None) -> list[str]:
+        """Hosts of one Debian release (bookworm, trixie), of one kind if given."""
+        return sorted(n for n, h in self.hosts.items() if h.get("suite", "bookworm") == suite
+                      and kind in (None, h["kind"]))  # fmt: skip
+
     def ssh(self, name: str, command: str, check: bool = True, timeout: float = 180) -> str:
         r = subprocess.run(
             ["ssh", "-F", str(STATE / "ssh" / "config"), name, command],

@@ -44,7 +44,7 @@ def test_cis_suite_passes_on_every_host(lab, tmp_path):
     for host in lab.names:
         ran = {name: r for name, r in results.items() if name.endswith(f"[ssh://{host}]")}
         assert ran[f"test_cis_2_2_icc_disabled[ssh://{host}]"] == "passed"
-        assert ran[f"test_cis_2_9_userns_remap[ssh://{host}]"] == "passed"
+        assert ran[f"test_cis18_2_10_userns_remap[ssh://{host}]"] == "passed"
         assert sum(r == "passed" for r in ran.values()) >= 18, ran
 
 

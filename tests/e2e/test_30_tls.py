@@ -78,7 +78,7 @@ def test_cis_suite_checks_the_tls_socket(lab, tls_host, tmp_path):
     host, _, data = tls_host
     rc, out, results = lab.cis(tmp_path / "cis.xml", hosts={host: data}, keyword=f"{host} and (2_7 or 3_)")
     assert rc == 0, out[-5000:]
-    assert results[f"test_cis_2_7_tcp_socket_requires_client_certificates[ssh://{host}]"] == "passed"
+    assert results[f"test_cis18_2_8_tcp_socket_requires_client_certificates[ssh://{host}]"] == "passed"
     assert results[f"test_cis_3_13_3_14_tls_key_owner_and_mode[ssh://{host}]"] == "passed"
 
 

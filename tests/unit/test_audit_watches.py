@@ -24,6 +24,9 @@ def test_paths_auditctl_cannot_take_are_left_out_of_the_rules():
     assert audit.rule_lines(watched) == [
         "-w /etc/docker/daemon.json -p wa -k docker",
         "-w /lib/systemd/system/docker.service -p wa -k docker",
+        "-w /usr/bin/docker -p wa -k docker",  # Docker's own paths of the binaries found elsewhere
+        "-w /usr/bin/dockerd -p wa -k docker",
+        "-w /usr/bin/runc -p wa -k docker",
         "-w /usr/sbin/runc -p wa -k docker",
     ]
     assert [safe.shown(p) for p in audit.unwatchable(watched)] == [

@@ -23,12 +23,35 @@ def test_watches_cover_every_existing_docker_path_on_debian():
         "/run/containerd",
         "/run/containerd/containerd.sock",
         "/usr/bin/containerd",
+        "/usr/bin/containerd-shim",
+        "/usr/bin/containerd-shim-runc-v1",
         "/usr/bin/containerd-shim-runc-v2",
         "/usr/bin/docker",
+        "/usr/bin/dockerd",  # Docker's own path (absent here): auditors' checkers look there
+        "/usr/bin/runc",  # likewise
         "/usr/sbin/dockerd",
         "/usr/sbin/runc",
         "/var/lib/docker",
+        "/var/run/docker.sock",  # CIS 1.7.0/1.8.0 1.1.9
     ]
+
+
+def test_debian_13_watches_its_binaries_and_dockers_own_paths():
+    paths = _paths("debian13_docker_io.json")
+    watched = audit.watched_paths(paths)
+    assert {"/usr/sbin/dockerd", "/usr/sbin/runc", "/usr/lib/systemd/system/docker.service"} <= set(watched)
+    assert paths["stat"]["/usr/bin/runc"] == {"mode": "777", "user": "root", "group": "root", "type": "symbolic link",
+                                              "target": "../sbin/runc"}  # fmt: skip
+    # /usr/bin/runc a link to the binary, /usr/bin/dockerd absent: both watched, the real binary named
+    assert audit.upstream_paths(paths) == {"/usr/bin/dockerd": "/usr/sbin/dockerd", "/usr/bin/runc": "/usr/sbin/runc"}
+    assert "-w /usr/bin/runc -p wa -k docker" in audit.rule_lines(watched)
+
+
+def test_an_upstream_path_holding_a_file_of_its_own_is_not_claimed():
+    paths = {"bins": {"dockerd": "/usr/sbin/dockerd"}, "units": {},
+             "stat": {"/usr/bin/dockerd": {"mode": "755", "user": "root", "group": "root", "type": "regular file"}}}  # fmt: skip
+    assert audit.upstream_paths(paths) == {}
+    assert audit.upstream_paths({"bins": {"dockerd": "/usr/bin/dockerd"}, "stat": {}}) == {}  # Docker CE: the same
 
 
 def test_watches_follow_the_distribution_and_skip_what_is_missing():

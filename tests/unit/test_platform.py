@@ -32,6 +32,11 @@ DISTROS = {
     "ubuntu2204_docker_ce": ("debian", "apparmor", False),
     "ubuntu2404": ("debian", "apparmor", False),
     "rocky9_enforcing": ("rhel", "selinux", True),
+    "debian13_vm": ("debian", "apparmor", False),
+    "debian13_container": ("debian", "apparmor", False),
+    "ubuntu2604": ("debian", "apparmor", False),
+    "rhel10_enforcing": ("rhel", "selinux", True),
+    "rocky10_enforcing": ("rhel", "selinux", True),
 }
 
 
@@ -59,6 +64,11 @@ def test_package_manager_follows_the_family():
         "ubuntu2204_docker_ce": "apt",
         "ubuntu2404": "apt",
         "rocky9_enforcing": "dnf",
+        "debian13_vm": "apt",
+        "debian13_container": "apt",
+        "ubuntu2604": "apt",
+        "rhel10_enforcing": "dnf",
+        "rocky10_enforcing": "dnf",
     }
 
 
@@ -82,8 +92,8 @@ def test_docker_packages_per_source_and_family():
 def test_an_unsupported_distribution_is_refused_before_anything_changes():
     p = plat("unsupported_centos7")
     assert platform.problems(p, cfg(), dockerd_present=True) == [
-        "unsupported distribution: CentOS Linux 7 (Core) (dockguard supports Debian 12, Ubuntu 22.04/24.04, "
-        "Rocky Linux 9, RHEL 9)"
+        "unsupported distribution: CentOS Linux 7 (Core) (dockguard supports Debian 12/13, Ubuntu 22.04/24.04/26.04, "
+        "Rocky Linux 9/10, RHEL 9/10)"
     ]
     # and the preflight says so for the host, whatever its dockerd state
     assert dockerd.preflight_problems(RUNNING, cfg(), p) == platform.problems(p, cfg(), dockerd_present=True)
@@ -201,3 +211,25 @@ def test_selinux_without_a_container_policy_is_refused_on_debian():
         "selinux-enabled dockerd could not start any container; use AppArmor here or dockguard_mac: 'off'"
     ]
     assert platform.problems(plat("rocky9_enforcing"), cfg(), True) == []  # container-selinux is there
+
+
+def test_the_releases_of_today_are_supported_and_the_next_ones_are_not():
+    for name, version in [("debian13_vm", "13"), ("ubuntu2604", "26.04"), ("rhel10_enforcing", "10.0"),
+                          ("rocky10_enforcing", "10.1")]:  # fmt: skip
+        assert platform.supported({**plat(name), "version": version}), name
+    assert not platform.supported({**plat("debian13_vm"), "version": "14"})
+    assert not platform.supported({**plat("ubuntu2604"), "version": "25.10"})  # interim releases are not
+    assert not platform.supported({**plat("rocky10_enforcing"), "version": "11.0"})
+
+
+def test_debian_13_records_its_docker_client_package():
+    assert "docker-cli" in plat("debian13_container")["packages"]
+    assert plat("debian13_vm")["codename"] == "trixie"
+    assert plat("debian13_container")["container"] == "systemd-nspawn"
+
+
+def test_a_dockerd_without_its_client_is_refused_unless_dockguard_may_install_it():
+    no_cli = {**RUNNING, "docker_cli": None}
+    assert dockerd.preflight_problems(no_cli, cfg(), plat("debian13_vm")) == [dockerd.CLIENT_MISSING]
+    assert dockerd.CLIENT_MISSING not in dockerd.preflight_problems(no_cli, cfg(docker_install=True), plat("debian13_vm"))
+    assert dockerd.client_present({**RUNNING, "docker_cli": "/usr/bin/docker"})

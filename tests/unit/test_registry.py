@@ -39,7 +39,9 @@ def test_the_areas_tables_derive_from_the_registry():
     assert rules == {(p.cis, p.path, p.owner, p.group, p.mode, p.exact) for p in registry.PATHS if p.mode}
     assert set(audit.AUDITED) == {p.path for p in registry.PATHS if p.audited}
     assert set(content.MANAGED) == {p.path for p in registry.PATHS if p.template} | {registry.LEGACY_DROPIN}
-    assert set(hostpaths.PATHS) == {p.path for p in registry.PATHS if p.mode or p.audited}
+    assert set(hostpaths.PATHS) == {p.path for p in registry.PATHS if p.mode or p.audited} | set(
+        registry.UPSTREAM_BINS.values()
+    )
     assert set(hostpaths.BINARIES) == set(registry.BINARY_WATCHES)
 
 

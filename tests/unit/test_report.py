@@ -21,9 +21,9 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 def test_every_control_appears_once_with_how_it_is_handled(tmp_path):
     path = tmp_path / "cis.xml"
     path.write_text(JUNIT)
-    data = report.compliance(str(path))
+    data = report.compliance(str(path), "1.6")
     assert data["hosts"] == ["dh1", "vm1"]
-    assert [c["cis"] for c in data["controls"]] == [c.cis for c in controls.CONTROLS]
+    assert [c["cis"] for c in data["controls"]] == [c.cis for c in controls.CONTROLS if c.cis]
     by = {c["cis"]: c for c in data["controls"]}
     assert by["2.2"]["hosts"] == {
         "dh1": {"status": "PASS", "reason": ""},
@@ -40,13 +40,14 @@ def test_every_control_appears_once_with_how_it_is_handled(tmp_path):
 def test_markdown_table(tmp_path):
     path = tmp_path / "cis.xml"
     path.write_text(JUNIT)
-    lines = report.markdown(str(path)).splitlines()
+    lines = report.markdown(str(path), "1.6").splitlines()
     assert lines[0] == "| CIS | control | handled | verified | dh1 | vm1 |"
     assert (
         "| 2.2 | Inter-container communication off on the default bridge | auto | yes | PASS | FAIL: assert 'true' == 'false' |"
         in lines
     )
-    assert lines[-1].startswith("dh1: ")
+    assert lines[-3].startswith("dh1: ")
+    assert lines[-1] == "IDs: CIS Docker Benchmark 1.6.0."
 
 
 def test_worst_case_of_a_control_wins(tmp_path):
@@ -75,3 +76,56 @@ def test_every_cis_test_maps_to_a_control():
     assert names
     for name in names:
         assert controls.for_test(name), f"{name} verifies no control in dockguard/controls.py"
+
+
+JUNIT_18 = """<testsuite>
+<testcase name="test_cis18_2_8_tcp_socket_requires_client_certificates[ssh://dh1]"/>
+<testcase name="test_cis18_2_7_no_devicemapper[ssh://dh1]"><failure message="assert 'devicemapper' != 'devicemapper'"/></testcase>
+<testcase name="test_cis_2_2_icc_disabled[ssh://dh1]"/>
+</testsuite>"""
+
+
+def test_the_report_defaults_to_1_8_numbering_and_carries_both_ids(tmp_path):
+    path = tmp_path / "cis.xml"
+    path.write_text(JUNIT_18)
+    data = report.compliance(str(path))
+    assert data["numbering"] == "1.8" and "inferred from the published titles" in data["mapping"]
+    assert [c["cis"] for c in data["controls"]] == [c.cis18 for c in controls.CONTROLS]
+    by = {c["cis"]: c for c in data["controls"]}
+    # 1.6.0's 2.7 (TLS) is 1.8.0's 2.8; 1.8.0's 2.7 (devicemapper) has no 1.6.0 ID
+    assert by["2.8"]["cis_1.6.0"] == "2.7" and by["2.8"]["hosts"]["dh1"]["status"] == "PASS"
+    assert by["2.7"]["cis_1.6.0"] is None and by["2.7"]["hosts"]["dh1"]["status"] == "FAIL"
+    assert by["2.19"]["cis_1.6.0"] == "2.18"
+    assert by["2.2"]["hosts"]["dh1"]["status"] == "PASS"
+    # the same results in 1.6.0's numbering: TLS is 2.7 again, devicemapper has no row
+    old = {c["cis"]: c for c in report.compliance(str(path), "1.6")["controls"]}
+    assert old["2.7"]["title"] == by["2.8"]["title"] and old["2.7"]["hosts"] == by["2.8"]["hosts"]
+    assert "No devicemapper storage driver (1.8.0 only)" not in {c["title"] for c in old.values()}
+    text = report.markdown(str(path))
+    assert text.splitlines()[-1].startswith("IDs: CIS Docker Benchmark 1.8.0. 1.8.0 IDs are inferred")
+
+
+def test_renumbering_follows_1_8_0():
+    assert [controls.renumber(i) for i in ("2.6", "2.7", "2.12", "2.18", "1.1.2", "1.2.1", "3.1/3.2", "5.1")] == [
+        "2.6", "2.8", "2.13", "2.19", "1.1.2", "1.2.1", "3.1/3.2", "5.1"]  # fmt: skip
+    assert controls.renumber("2.7, 2.9") == "2.8, 2.10"
+    assert controls.renumber("2.7", "1.6") == "2.7"
+    # the 1.8.0 titles named in the published change list land where 1.8.0 puts them
+    by18 = {c.cis18: c.title for c in controls.CONTROLS}
+    assert "TLS" in by18["2.8"] and "ulimits" in by18["2.9"] and "namespace" in by18["2.10"]
+    assert "Authorization" in by18["2.13"] and "new privileges" in by18["2.15"]
+    assert "Live restore" in by18["2.16"] and "Userland proxy" in by18["2.17"]
+    assert "devicemapper" in by18["2.7"]
+    assert len({c.key for c in controls.CONTROLS}) == len(controls.CONTROLS)
+
+
+def test_test_names_in_either_numbering():
+    for c in controls.CONTROLS:  # a 1.6.0 test name encodes its control's 1.6.0 ID
+        if c.test and c.cis:
+            assert c.test == "test_cis_" + c.cis.replace(".", "_").replace("/", "_") + "_", c
+    assert controls.test_name("test_cis_2_7_tcp_socket[ssh://dh1]") == "test_cis18_2_8_tcp_socket[ssh://dh1]"
+    assert controls.test_name("test_cis_2_7_tcp_socket[ssh://dh1]", "1.6") == "test_cis_2_7_tcp_socket[ssh://dh1]"
+    assert controls.test_name("test_cis_2_2_icc_disabled") == "test_cis_2_2_icc_disabled"  # same ID in both
+    assert controls.for_test("test_cis18_2_8_tcp_socket").cis == "2.7"
+    assert controls.for_test("test_cis_2_7_tcp_socket").cis == "2.7"
+    assert controls.for_test("test_cis18_2_7_no_devicemapper").cis18 == "2.7"
