@@ -207,8 +207,16 @@ def configure(ctx: Context) -> list:
     )
     # Content here, owner and mode (root:root 0640) with the other files (docker_files).
     (rules,) = content.files(
-        {RULES_FILE: (content.render("etc/audit/rules.d/dockguard-docker.rules.j2", rules=wanted,
-                                     upstream=sorted(upstream_paths(paths).items())), "640")},  # fmt: skip
+        {
+            RULES_FILE: (
+                content.render(
+                    "etc/audit/rules.d/dockguard-docker.rules.j2",
+                    rules=wanted,
+                    upstream=sorted(upstream_paths(paths).items()),
+                ),
+                "640",
+            )
+        },  # fmt: skip
         {RULES_FILE: "CIS 1.1.3-1.1.18: audit rules for Docker paths"},
     )
     run = running(name=RUNNING_OP, live=live)

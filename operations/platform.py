@@ -34,7 +34,8 @@ SUPPORTED = {
 SUPPORTED_TEXT = "Debian 12/13, Ubuntu 22.04/24.04/26.04, Rocky Linux 9/10, RHEL 9/10"
 # Packages whose presence a control branches on (dpkg or rpm names).
 PACKAGES = (
-    "docker.io", "docker-cli", "docker-ce", "docker-ce-cli", "containerd.io", "containerd", "moby-engine", "podman-docker",
+    "docker.io", "docker-cli", "docker-ce", "docker-ce-cli", "containerd.io", "containerd", "moby-engine",
+    "podman-docker",
     "apparmor", "apparmor-utils", "container-selinux", "selinux-policy-default", "policycoreutils",
     "auditd", "audit", "lynis",
 )  # fmt: skip

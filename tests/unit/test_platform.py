@@ -231,5 +231,7 @@ def test_debian_13_records_its_docker_client_package():
 def test_a_dockerd_without_its_client_is_refused_unless_dockguard_may_install_it():
     no_cli = {**RUNNING, "docker_cli": None}
     assert dockerd.preflight_problems(no_cli, cfg(), plat("debian13_vm")) == [dockerd.CLIENT_MISSING]
-    assert dockerd.CLIENT_MISSING not in dockerd.preflight_problems(no_cli, cfg(docker_install=True), plat("debian13_vm"))
+    assert dockerd.CLIENT_MISSING not in dockerd.preflight_problems(
+        no_cli, cfg(docker_install=True), plat("debian13_vm")
+    )
     assert dockerd.client_present({**RUNNING, "docker_cli": "/usr/bin/docker"})
