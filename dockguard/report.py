@@ -22,6 +22,20 @@ _HOST = re.compile(r"\[ssh://(?P<host>[^\]]+)\]$")
 _RANK = {"PASS": 0, "N/A": 1, "FAIL": 2}
 
 
+def _property(case: ET.Element, name: str) -> str:
+    return next((q.get("value") or "" for q in case.iter("property") if q.get("name") == name), "")
+
+
+def releases(junit_path: str) -> dict[str, str]:
+    """{host: its release ("Debian GNU/Linux 13")} as the CIS suite recorded it."""
+    out = {}
+    for case in ET.parse(junit_path).getroot().iter("testcase"):
+        m = _HOST.search(case.get("name", ""))
+        if m and _property(case, "dockguard_release"):
+            out[m["host"]] = _property(case, "dockguard_release")
+    return out
+
+
 def results(junit_path: str) -> tuple[dict[str, dict[str, dict[str, str]]], list[str]]:
     """({cis: {host: {"status", "reason"}}}, hosts). A control verified by several
     tests (or parametrised ones) is as good as its worst case."""
@@ -42,7 +56,7 @@ def results(junit_path: str) -> tuple[dict[str, dict[str, dict[str, str]]], list
             cell = {"status": "N/A", "reason": re.sub(r"^Skipped: ", "", reason)[:200]}
         else:
             # a passing test may say what it found (the real binary of an audited path)
-            note = next((q.get("value") or "" for q in case.iter("property") if q.get("name") == "dockguard_note"), "")
+            note = _property(case, "dockguard_note")
             cell = {"status": "PASS", "reason": note[:200]}
         row = table.setdefault(control.key, {})
         prev = row.get(m["host"])
@@ -74,19 +88,21 @@ def compliance(junit_path: str, version: str = DEFAULT_VERSION) -> dict:
         controls = [c for c in controls if c["cis_1.6.0"]]
     summary = {h: {s: sum(1 for c in controls if c["hosts"][h]["status"] == s) for s in _RANK} for h in hosts}
     return {"benchmark": f"{BENCHMARK[version]}, sections 1-3 and 5.1/5.2 (host side)", "numbering": version,
-            "mapping": MAPPING, "hosts": hosts, "summary": summary, "controls": controls}  # fmt: skip
+            "mapping": MAPPING, "hosts": hosts, "releases": releases(junit_path), "summary": summary,
+            "controls": controls}  # fmt: skip
 
 
 def _cell(cell: dict[str, str]) -> str:
-    text = f"{cell['status']}: {cell['reason']}" if cell["reason"] else cell["status"]
+    text = f"{cell['status']}: {' '.join(cell['reason'].split())}" if cell["reason"] else cell["status"]
     return text.replace("|", "\\|")
 
 
 def markdown(junit_path: str, version: str = DEFAULT_VERSION) -> str:
     data = compliance(junit_path, version)
     hosts = data["hosts"]
+    heads = [f"{h} ({data['releases'][h]})" if h in data["releases"] else h for h in hosts]
     lines = [
-        "| CIS | control | handled | verified | " + " | ".join(hosts) + " |",
+        "| CIS | control | handled | verified | " + " | ".join(heads) + " |",
         "|---|---|---|---|" + "---|" * len(hosts),
     ]
     for c in data["controls"]:

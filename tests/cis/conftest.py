@@ -33,17 +33,20 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_collection_modifyitems(config, items):
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
     """Test functions carry 1.6.0's IDs; in 1.8.0's numbering (the default) a test whose control
-    moved is shown under its 1.8.0 ID (test_cis_2_7_... becomes test_cis18_2_8_...)."""
-    version = config.getoption("--cis")
-    for item in items:
-        shown = controls.test_name(item.name, version)
-        if shown != item.name:
-            item._nodeid = item._nodeid[: -len(item.name)] + shown
+    moved is reported (verbose output, JUnit XML) under its 1.8.0 ID: test_cis_2_7_... is shown
+    as test_cis18_2_8_... (``-k`` still matches the function's own name)."""
+    prefix, sep, name = report.nodeid.rpartition("::")
+    report.nodeid = prefix + sep + controls.test_name(name, _numbering[0])
+
+
+_numbering = [controls.DEFAULT_VERSION]
 
 
 def pytest_configure(config):
+    _numbering[0] = config.getoption("--cis")
     if config.option.hosts is not None:  # plain testinfra use: --hosts given
         config._dockguard_settings = {}
         return
@@ -61,6 +64,22 @@ def pytest_configure(config):
     config.add_cleanup(lambda: os.unlink(f.name))
     config.option.ssh_config = f.name
     config.option.hosts = ",".join(f"ssh://{h.name}" for h in inventory)
+
+
+_releases: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _release(request):
+    """Each test's JUnit record names its host's release (the report's column heads)."""
+    if "host" not in request.fixturenames:
+        return
+    host = request.getfixturevalue("host")
+    name = host.backend.hostname
+    if name not in _releases:
+        r = host.run('. /etc/os-release && printf "%s %s" "$NAME" "$VERSION_ID"')
+        _releases[name] = " ".join(r.stdout.split()) if r.rc == 0 and r.stdout.strip() else "unknown release"
+    request.node.user_properties.append(("dockguard_release", _releases[name]))
 
 
 @pytest.fixture(scope="module")

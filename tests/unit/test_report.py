@@ -129,3 +129,23 @@ def test_test_names_in_either_numbering():
     assert controls.for_test("test_cis18_2_8_tcp_socket").cis == "2.7"
     assert controls.for_test("test_cis_2_7_tcp_socket").cis == "2.7"
     assert controls.for_test("test_cis18_2_7_no_devicemapper").cis18 == "2.7"
+
+
+def test_columns_name_each_hosts_release_and_a_pass_may_say_what_it_found(tmp_path):
+    path = tmp_path / "cis.xml"
+    path.write_text(
+        '<testsuite><testcase name="test_cis_1_1_18_audit_runc[ssh://vm1]"><properties>'
+        '<property name="dockguard_release" value="Debian GNU/Linux 13"/>'
+        '<property name="dockguard_note" value="/usr/sbin/runc is the binary; /usr/bin/runc (a link to it) watched too"/>'
+        "</properties></testcase>"
+        '<testcase name="test_cis_1_1_18_audit_runc[ssh://dh1]"><properties>'
+        '<property name="dockguard_release" value="Debian GNU/Linux 12"/></properties>'
+        '<skipped message="auditd cannot run&#10;netlink"/></testcase></testsuite>'
+    )
+    data = report.compliance(str(path))
+    assert data["releases"] == {"dh1": "Debian GNU/Linux 12", "vm1": "Debian GNU/Linux 13"}
+    lines = report.markdown(str(path)).splitlines()
+    assert lines[0] == "| CIS | control | handled | verified | dh1 (Debian GNU/Linux 12) | vm1 (Debian GNU/Linux 13) |"
+    row = next(line for line in lines if line.startswith("| 1.1.18 "))
+    assert row.endswith("| N/A: auditd cannot run netlink | PASS: /usr/sbin/runc is the binary; /usr/bin/runc (a link "
+                        "to it) watched too |")  # fmt: skip
