@@ -17,7 +17,7 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates vagrant
 
-.PHONY: help deps venv lock lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
+.PHONY: help deps venv lock vagrant-deps vagrant-boxes vagrant-test lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
 	lint docs readme bench
 
 help:
@@ -70,6 +70,28 @@ operator-up:
 
 operator-down:
 	$(LABCTL) operator-down
+
+# The Vagrant lab end to end (lab/vagrantlab.py): the Vagrantfile's Debian machine(s) booted by
+# `vagrant up --provider=libvirt` (QEMU emulation) from boxes built here, the README's Vagrant
+# commands, `vagrant destroy -f`, and a teardown that is checked. VAGRANT_MACHINES: debian12, debian13.
+VAGRANT_APT := vagrant vagrant-libvirt libvirt-daemon-system dnsmasq-base fdisk grub-pc-bin grub2-common \
+	qemu-system-x86 qemu-utils debootstrap iptables
+VAGRANT_MACHINES ?= debian12
+
+vagrant-deps:
+	@missing=$$(for p in $(VAGRANT_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null; \
+	fi
+
+vagrant-boxes: vagrant-deps
+	$(PY) lab/vagrantlab.py boxes $(VAGRANT_MACHINES)
+
+vagrant-test: venv vagrant-deps
+	$(PY) lab/vagrantlab.py test $(VAGRANT_MACHINES)
 
 lint: venv
 	$(BIN)/ruff check .
