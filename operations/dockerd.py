@@ -362,7 +362,7 @@ class DockerdState(FactBase):
             f"info=$(timeout {INFO_TIMEOUT} docker info --format '{{{{json .}}}}' 2>/dev/null); echo info_rc=$?; "
             f"b info; printf '%s' \"$info\" {_B64}; "
             f'[ -n "$info" ] && {{ b bridge; timeout {INFO_TIMEOUT} docker network inspect bridge '
-            f"--format '{{{{json .Options}}}}' 2>/dev/null {_B64}; }}; fi; "
+            f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
             f'[ -z "$info" ] && command -v dockerd >/dev/null 2>&1 && {{ b version; '
             f"timeout {INFO_TIMEOUT} dockerd --version 2>/dev/null {_B64}; }}; true"
         )
@@ -451,6 +451,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "images": None,
         "root_dir": None,
         "bridge_icc": None,
+        "bridge_containers": None,
         "warnings": [],
     }
     info: Any = {}
@@ -477,6 +478,10 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         bridge = json.loads(raw["bridge"]) if raw.get("bridge") else {}
     except json.JSONDecodeError:
         bridge = {}
+    if isinstance(bridge, dict) and isinstance(bridge.get("Options"), dict):  # the whole network
+        containers = bridge.get("Containers")
+        state["bridge_containers"] = len(containers) if isinstance(containers, dict) else 0
+        bridge = bridge["Options"]
     if isinstance(bridge, dict) and "com.docker.network.bridge.enable_icc" in bridge:
         state["bridge_icc"] = bridge["com.docker.network.bridge.enable_icc"] == "true"
     return state
@@ -588,7 +593,7 @@ def restart_reasons(live: dict[str, Any], cfg: dict[str, Any], selinux: bool = F
     if live["server_version"] is None:
         reasons.append(live.get("info_error") or "docker info did not answer")
         return reasons
-    if live["bridge_icc"] is not None and live["bridge_icc"] != cfg["docker_icc"]:
+    if live["bridge_icc"] is not None and live["bridge_icc"] != cfg["docker_icc"] and not bridge_kept(live, cfg):
         reasons.append(f"default bridge runs with enable_icc={str(live['bridge_icc']).lower()}")
     if live["live_restore"] != cfg["docker_live_restore"]:
         reasons.append(f"dockerd runs with live-restore={str(live['live_restore']).lower()}")
@@ -599,6 +604,23 @@ def restart_reasons(live: dict[str, Any], cfg: dict[str, Any], selinux: bool = F
     if selinux and "name=selinux" not in (live.get("security_options") or []):
         reasons.append("dockerd runs without SELinux labelling of containers")
     return reasons
+
+
+def bridge_kept(live: dict[str, Any], cfg: dict[str, Any]) -> str | None:
+    """CIS 2.2 cannot reach the default bridge yet: dockerd restores a network that has running
+    containers on it as it was (live-restore), so a restart leaves its enable_icc as it is until
+    they stop. Restarting again would change nothing, on every run: say so instead."""
+    icc = live.get("bridge_icc")
+    if icc is None or icc == cfg["docker_icc"] or not live.get("live_restore"):
+        return None
+    attached = live.get("bridge_containers") or 0
+    if attached == 0:
+        return None
+    return (
+        f"the default bridge keeps enable_icc={str(icc).lower()} while {attached} container(s) on it run: dockerd "
+        "restores it as it was (live-restore), so restarting again would change nothing; once they have stopped, "
+        "the next run restarts dockerd and the bridge gets icc; until then containers on it can reach each other"
+    )
 
 
 def selinux_labels(plat: dict[str, Any], cfg: dict[str, Any]) -> bool:
@@ -1080,6 +1102,10 @@ def configure(ctx: Context) -> list:
     stale = restart_reasons(live, cfg, selinux and plat["selinux"]["mode"] in ("enforcing", "permissive"))
     if live.get("active") == "active" and apparmor_profile_missing(plat, cfg):
         stale.append("AppArmor is enabled but dockerd has not loaded its docker-default profile")
+    kept = bridge_kept(live, cfg) if live.get("config_digest") == live.get("applied_digest") else None
+    if kept:
+        warn(f"CIS 2.2: {kept}")
+        drift("2.2", kept)
     if stopped:
         warn(stopped)
         drift("2.x", stopped)

@@ -53,9 +53,12 @@ def test_hand_made_drift_is_corrected(lab):
     # A managed file edited and loosened by hand.
     lab.ssh(file_host, f'sed -i \'s/"icc": false/"icc": true/\' {DAEMON_JSON} && chmod 666 {DAEMON_JSON}')
     # A running setting: dockerd restarted by hand with icc on, then the file put
-    # back as dockguard wrote it (what a run interrupted before its restart leaves).
+    # back as dockguard wrote it (what a run interrupted before its restart leaves). No container
+    # runs there: with live-restore, dockerd keeps the bridge of running containers as it was
+    # (test_20 covers that case).
     lab.ssh(
         live_host,
+        "docker rm -f $(docker ps -aq) >/dev/null 2>&1; "
         f'cp {DAEMON_JSON} /root/daemon.json.good && sed -i \'s/"icc": false/"icc": true/\' {DAEMON_JSON} '
         f"&& systemctl restart docker && cp /root/daemon.json.good {DAEMON_JSON} && chmod 644 {DAEMON_JSON}",
     )

@@ -69,6 +69,8 @@ def test_a_rejected_option_is_rolled_back_and_only_that_host_fails(lab):
     # reaches a restart, which fails and is rolled back (test_15 covers a current engine's validation).
     bad = (lab.of_suite("bookworm", "container") or lab.of_kind("container"))[0]
     good = next(n for n in lab.of_kind("container") if n != bad)
+    start = lab.apply(limit=[good, bad])  # both at the defaults: the last step goes back there
+    assert start.rc == 0, start.stderr[-3000:]
     cid = lab.start_container(bad)
     before = lab.ssh(bad, f"cat {DAEMON_JSON}")
     r = lab.apply(
@@ -122,3 +124,28 @@ def test_hardened_seccomp_profile_confines_containers(lab):
     assert again.totals["success"] == 0
     assert lab.apply(limit=host).rc == 0
     lab.ssh(host, "docker rm -f $(docker ps -aq) >/dev/null 2>&1; true")
+
+
+def test_icc_turned_off_under_running_containers_is_said_not_restarted_forever(lab):
+    """With live-restore, dockerd restores the default bridge as it was while containers run on it:
+    turning icc off restarts dockerd once (for daemon.json), then says why the bridge keeps icc
+    and restarts no more; once the containers are gone, one restart applies it."""
+    host = lab.of_kind("container")[0]
+    lab.ssh(host, "docker rm -f $(docker ps -aq) >/dev/null 2>&1; true")
+    opted_out = lab.apply(limit=host, hosts={host: {"docker_icc": True}})
+    assert opted_out.rc == 0, opted_out.stderr[-3000:]
+    cid = lab.start_container(host)
+    first = lab.apply(limit=host)
+    assert first.rc == 0, first.stderr[-3000:]
+    assert RESTART in first.changed_ops(host)
+    assert f"[{host}] CIS 2.2: the default bridge keeps enable_icc=true while " in first.stderr  # true after it too
+    again = lab.apply(limit=host)
+    assert again.rc == 0 and again.totals["success"] == 0, again.out["results"]["operations"]
+    assert f"[{host}] CIS 2.2: the default bridge keeps enable_icc=true while " in again.stderr
+    assert running(lab, host, cid)
+    lab.ssh(host, "docker rm -f $(docker ps -aq) >/dev/null")
+    applied = lab.apply(limit=host)
+    assert applied.changed_ops(host) == [RESTART]
+    assert json.loads(lab.ssh(host, "docker network inspect bridge --format '{{json .Options}}'"))[
+        "com.docker.network.bridge.enable_icc"] == "false"  # fmt: skip
+    assert lab.apply(limit=host).totals["success"] == 0

@@ -2,6 +2,7 @@
 decision to restart dockerd."""
 
 import json
+from pathlib import Path
 
 import pytest
 from dockguard.operations import TEMPLATES
@@ -338,3 +339,24 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "docker_userland_proxy", "docker_seccomp_profile", "docker_experimental", "docker_daemon_extra",
     }  # fmt: skip
     assert set(settings.SCHEMA) == rendered | set(elsewhere)
+
+
+def test_icc_kept_on_the_default_bridge_by_running_containers_is_said_once_not_restarted_forever():
+    """Recorded on Debian 13: icc turned off while a container ran on the default bridge; with
+    live-restore, dockerd restores that network as it was, so restarting again changes nothing."""
+    import yaml
+    from dockguard.operations import dockerd
+
+    path = Path(__file__).parent / "facts/dockerd.DockerdState/trixie_icc_kept_by_running_container.yaml"
+    live = yaml.safe_load(path.read_text())["fact"]
+    cfg = settings.defaults()
+    assert live["bridge_icc"] is True and live["bridge_containers"] == 1 and live["live_restore"] is True
+    assert dockerd.restart_reasons(live, cfg) == []
+    assert "1 container(s) on it run" in dockerd.bridge_kept(live, cfg)
+    # with no container on it (or without live-restore), a restart does apply it
+    assert dockerd.restart_reasons({**live, "bridge_containers": 0}, cfg) == [
+        "default bridge runs with enable_icc=true"
+    ]
+    assert dockerd.restart_reasons({**live, "live_restore": False}, cfg) == [
+        "default bridge runs with enable_icc=true", "dockerd runs with live-restore=false"]  # fmt: skip
+    assert dockerd.bridge_kept(live, {**cfg, "docker_icc": True}) is None
