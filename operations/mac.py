@@ -74,8 +74,11 @@ def apparmor_loaded(profile: str, path: str):
     )
 
 
+APPARMOR_PACKAGES = ("apparmor", "apparmor-utils")
+
+
 def apparmor(cfg: dict[str, Any], plat: dict[str, Any]) -> list:
-    missing = [p for p in ("apparmor", "apparmor-utils") if p not in plat["packages"]]
+    missing = [p for p in APPARMOR_PACKAGES if p not in plat["packages"]]
     inst = packages.installed(
         name="CIS 5.1: AppArmor and its utilities installed",
         present=not missing,

@@ -333,3 +333,20 @@ def test_host_data_passes_dockguard_validation(lab, tmp_path):
         "ubuntu2404": [["debian_family", "vagrant"], True, "distribution"],
         "rocky9": [["rhel_family", "vagrant"], True, "docker-ce"],
     }
+
+
+def test_the_built_boxes_carry_every_package_the_deploy_installs_on_them():
+    """The Vagrant lab's guests have no route out: what dockguard installs on a bare Debian box
+    (Docker from the distribution, auditd, AppArmor's tools, Lynis) lies in the box's apt cache."""
+    spec = importlib.util.spec_from_file_location("vagrantlab", ROOT / "lab" / "vagrantlab.py")
+    vagrantlab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vagrantlab)
+    from dockguard.operations import mac, platform
+
+    needed = (
+        set(platform.DOCKER_PACKAGES[("distribution", "debian")]) | {"auditd", "lynis"} | set(mac.APPARMOR_PACKAGES)
+    )
+    for machine, (suite, _box) in vagrantlab.BOXES.items():
+        assert needed <= set(vagrantlab.OFFLINE[suite]), (machine, needed - set(vagrantlab.OFFLINE[suite]))
+    assert "docker-cli" in vagrantlab.OFFLINE["trixie"]  # Debian 13's docker client, a Recommends only
+    assert vagrantlab.BOXES["debian12"] == ("bookworm", "debian/bookworm64")  # the public box's name
