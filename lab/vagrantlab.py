@@ -315,21 +315,40 @@ def _pids(pattern: str) -> list[int]:
 
 
 def _netns_pids() -> list[int]:
-    out = run(["ip", "netns", "pids", NETNS], check=False, capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    """Every process in the lab's network namespace, from /proc (a process that exits while it is
+    read is skipped, where `ip netns pids` can give up)."""
+    try:
+        inode = os.stat(f"/run/netns/{NETNS}").st_ino
+    except FileNotFoundError:
+        return []
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(d / "ns/net").st_ino == inode:
+                    pids.append(int(d.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
 
 
 def cmd_down() -> None:
     """Stop every process in the lab's network namespace (libvirtd, virtlogd, dnsmasq, the guests'
-    QEMU: nothing else lives there), then remove the namespace, libvirt's state of this run and
-    Vagrant's machine directory."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+    QEMU: nothing else lives there), wait until each is gone, then remove the namespace, libvirt's
+    state of this run and Vagrant's machine directory."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
         pids = _netns_pids()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while pids and _netns_pids() and time.monotonic() < deadline:
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.5)
     run(["ip", "netns", "delete", NETNS], check=False, stderr=subprocess.DEVNULL)
     shutil.rmtree(STATE / "ns", ignore_errors=True)
@@ -341,7 +360,7 @@ def leftovers() -> list[str]:
     if NETNS in run(["ip", "netns", "list"], capture_output=True, text=True).stdout:
         found.append(f"netns {NETNS}")
     for pattern in ("libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86_64 -name guest="):
-        found += [f"process {p} ({pattern})" for p in _pids(pattern)]
+        found += [f"process {p} ({pattern})" for p in _pids(pattern) if _alive(p)]  # a zombie is gone
     links = run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
               if line.split(":")[1].strip().startswith(("virbr", "vnet"))]  # fmt: skip
