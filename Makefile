@@ -20,18 +20,23 @@ APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils
 .PHONY: help deps venv lock vagrant-deps vagrant-boxes vagrant-test lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
 	lint docs readme bench
 
+# Install the Debian packages of $(1) that are missing (a machine that has them is not sent to the network).
+define apt_install
+@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	| grep -q 'ok installed' || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+	echo "installing:" $$missing; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $$missing >/dev/null; \
+fi
+endef
+
 help:
 	@echo "make demo | make test | make lab-up N=3 [SUITES=bookworm,trixie] [VM=1 [VM_SUITE=trixie]] [SELINUX=1]" \
 		"| make lab-status | make lab-down"
 
 deps:  ## apt packages the lab needs (installed only when missing)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-		| grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(APT_PACKAGES))
 
 $(BIN)/.installed: pyproject.toml requirements.lock | deps
 	$(PY) -m venv $(VENV)
@@ -79,13 +84,7 @@ VAGRANT_APT := vagrant vagrant-libvirt libvirt-daemon-system dnsmasq-base fdisk 
 VAGRANT_MACHINES ?= debian12
 
 vagrant-deps:
-	@missing=$$(for p in $(VAGRANT_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-		| grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(VAGRANT_APT))
 
 vagrant-boxes: vagrant-deps
 	$(PY) lab/vagrantlab.py boxes $(VAGRANT_MACHINES)

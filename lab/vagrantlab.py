@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import inspect
 import json
 import os
@@ -37,10 +36,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import labctl  # noqa: E402  the local lab's cache, mirror, test image and process helpers
+
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("DOCKGUARD_LAB_CACHE", "/var/cache/dockguard-lab"))
+CACHE, MIRROR = labctl.CACHE, labctl.MIRROR
 STATE = Path(os.environ.get("DOCKGUARD_VAGRANT_STATE", "/var/lib/dockguard-lab/vagrant"))
-MIRROR = os.environ.get("DOCKGUARD_LAB_MIRROR", "http://deb.debian.org/debian")
 NETNS = "dgl-vagrant"
 INSECURE_KEY = Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant.pub")
 
@@ -111,15 +112,11 @@ def run(cmd: list[str] | str, check: bool = True, **kw) -> subprocess.CompletedP
     return subprocess.run(cmd, check=check, shell=isinstance(cmd, str), **kw)
 
 
-def _key(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
-
-
 def box_dir(machine: str) -> Path:
     suite, name = BOXES[machine]
     # any change to how a box is built makes a new one
-    source = "".join(inspect.getsource(f) for f in (build_box, _customise, _test_image, _disk))
-    recipe = _key(suite, MIRROR, *BASE, *OFFLINE[suite], NETWORK, HOSTKEYS_UNIT, str(DISK_GB), source)
+    source = "".join(inspect.getsource(f) for f in (build_box, _customise, labctl._make_test_image, _disk))
+    recipe = labctl._key(suite, MIRROR, *BASE, *OFFLINE[suite], NETWORK, HOSTKEYS_UNIT, str(DISK_GB), source)
     return CACHE / f"box-{machine}-{recipe}"
 
 
@@ -142,7 +139,7 @@ def build_box(machine: str) -> Path:
     run(["chroot", str(tree), "apt-get", "install", "-y", "-qq", "--download-only", "--no-install-recommends",
          *OFFLINE[suite]], env=env, stdout=subprocess.DEVNULL)  # fmt: skip
     _customise(tree)
-    _test_image(tree)
+    labctl._make_test_image(tree)  # the busybox image the CIS suite's container checks import
     disk = out / "disk.raw"
     _disk(tree, disk)
     shutil.rmtree(tree)
@@ -195,22 +192,6 @@ def _customise(tree: Path) -> None:
         "set timeout=0\nsearch --no-floppy --label dgbox --set=root\n"
         "linux /vmlinuz root=LABEL=dgbox ro console=ttyS0 net.ifnames=0\ninitrd /initrd.img\nboot\n"
     )
-
-
-def _test_image(tree: Path) -> None:
-    """The busybox image the CIS suite's container checks import (/opt/dockguard-lab/busybox.tar,
-    as on the local lab's hosts): the guests cannot pull one."""
-    img = tree / "opt/dockguard-lab/busybox"
-    (img / "bin").mkdir(parents=True)
-    shutil.copy2(tree / "bin/busybox", img / "bin/busybox")
-    applets = run([str(img / "bin/busybox"), "--list"], capture_output=True, text=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (img / "bin" / applet).symlink_to("busybox")
-    for d in ("etc", "tmp", "proc", "sys", "dev"):
-        (img / d).mkdir(exist_ok=True)
-    run(["tar", "-C", str(img), "-cf", str(tree / "opt/dockguard-lab/busybox.tar"), "."])
-    shutil.rmtree(img)
 
 
 def _disk(tree: Path, disk: Path) -> None:
@@ -330,14 +311,6 @@ def _netns_pids() -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-
-
 def cmd_down() -> None:
     """Stop every process in the lab's network namespace (libvirtd, virtlogd, dnsmasq, the guests'
     QEMU: nothing else lives there), wait until each is gone, then remove the namespace, libvirt's
@@ -348,7 +321,7 @@ def cmd_down() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(labctl._alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.5)
     run(["ip", "netns", "delete", NETNS], check=False, stderr=subprocess.DEVNULL)
     shutil.rmtree(STATE / "ns", ignore_errors=True)
@@ -360,7 +333,7 @@ def leftovers() -> list[str]:
     if NETNS in run(["ip", "netns", "list"], capture_output=True, text=True).stdout:
         found.append(f"netns {NETNS}")
     for pattern in ("libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86_64 -name guest="):
-        found += [f"process {p} ({pattern})" for p in _pids(pattern) if _alive(p)]  # a zombie is gone
+        found += [f"process {p} ({pattern})" for p in _pids(pattern) if labctl._alive(p)]  # a zombie is gone
     links = run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
               if line.split(":")[1].strip().startswith(("virbr", "vnet"))]  # fmt: skip
