@@ -1016,10 +1016,16 @@ def restart(
         'if docker info >/dev/null 2>&1; then now="dockerd is active and answers"; '
         'else now="dockerd is NOT healthy ($(systemctl is-active docker.service))"; fi; '
     )
+    # The daemon's own words on why it failed. journald may not have read dockerd's last
+    # lines yet when systemctl returns, and the old daemon's shutdown logs "error" lines of
+    # its own: wait up to 5 s for a line that names the configuration, else take any error.
+    journal = 'journalctl -u docker.service --since "@$t0" --no-pager -o cat 2>/dev/null'
     fail = (
-        'reason=$(journalctl -u docker.service --since "@$t0" --no-pager -o cat 2>/dev/null '
-        "| grep -m1 -iE 'unable to configure|directives|invalid|unknown|failed to start daemon|error' "
-        "| cut -c1-400); "
+        'reason=""; i=0; while [ $i -lt 10 ]; do '
+        f"reason=$({journal} | grep -m1 -iE 'unable to configure|directives|failed to start daemon' | cut -c1-400); "
+        '[ -n "$reason" ] && break; i=$((i+1)); sleep 0.5; done; '
+        f"[ -n \"$reason\" ] || reason=$({journal} | grep -iE 'invalid|unknown|level=(error|fatal)' "
+        "| tail -n1 | cut -c1-400); "
         + restore
         + 'echo "dockguard: dockerd did not come up healthy with the new configuration: ${why}${reason:+ ($reason)}'
         '; $was and $now" >&2; exit 1'
