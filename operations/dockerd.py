@@ -361,6 +361,9 @@ class DockerdState(FactBase):
             'if [ "$(v ActiveState)" = active ]; then '
             f"info=$(timeout {INFO_TIMEOUT} docker info --format '{{{{json .}}}}' 2>/dev/null); echo info_rc=$?; "
             f"b info; printf '%s' \"$info\" {_B64}; "
+            # Ports containers publish: with userland-proxy off, dockerd itself holds them open.
+            f'[ -n "$info" ] && {{ b published; timeout {INFO_TIMEOUT} docker ps --format '
+            f"'{{{{.Ports}}}}' 2>/dev/null {_B64}; }}; "
             f'[ -n "$info" ] && {{ b bridge; timeout {INFO_TIMEOUT} docker network inspect bridge '
             f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
             f'[ -z "$info" ] && command -v dockerd >/dev/null 2>&1 && {{ b version; '
@@ -414,7 +417,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
             else:
                 files[path] = text
         elif key in ("unit", "dockerd", "cli", "pid1_limits", "limits", "cmdline", "pstate", "listen", "info", "bridge",
-                     "version"):  # fmt: skip
+                     "version", "published"):  # fmt: skip
             raw[key] = _b64(value, key)
         else:
             raw[key] = value
@@ -436,7 +439,11 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "etc_writable": raw.get("etc_writable") == "yes",
         "process_state": (raw.get("pstate") or "").strip() or None,
         "cmdline": [a for a in (raw.get("cmdline") or "").split("\0") if a],
-        "live_listeners": _ss_listeners(raw.get("listen") or ""),
+        "live_listeners": [
+            a
+            for a in _ss_listeners(raw.get("listen") or "")
+            if tcp_port(a) not in _published(raw.get("published") or "")
+        ],  # fmt: skip
         "hard_limits": _hard_limits(raw.get("limits"), unit, raw.get("pid1_limits"), raw.get("pid1_caps") or ""),
         "info_rc": int(raw["info_rc"]) if raw.get("info_rc", "").isdigit() else None,
         "info_error": None,
@@ -491,6 +498,15 @@ def _engine_version(text: str) -> str | None:
     """ "Docker version 20.10.24+dfsg1, build 297e128" -> "20.10.24+dfsg1"."""
     m = re.search(r"version ([0-9][^ ,]*)", text)
     return m.group(1) if m else None
+
+
+def _published(text: str) -> set[str]:
+    """Host ports containers publish (`docker ps --format {{.Ports}}`: "0.0.0.0:8080-8081->80-81/tcp, ...")."""
+    out: set[str] = set()
+    for m in re.finditer(r":([0-9]+)(?:-([0-9]+))?->[0-9-]+/tcp", text):
+        first, last = int(m[1]), int(m[2] or m[1])
+        out.update(str(p) for p in range(first, min(last, 65535) + 1))
+    return out
 
 
 def _ss_listeners(text: str) -> list[str]:

@@ -331,6 +331,9 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "dockguard_allow_reboot": "CIS 5.2 (mac)",
         "docker_daemon_extra_trust": "an opt-in for docker_daemon_extra keys, checked by the schema (settings)",
     }
+    # The OS baseline areas own their settings, by prefix (one module each).
+    elsewhere.update({n: "OS baseline (operations/" + n.split("_")[0] + ")" for n in settings.SCHEMA if n.startswith(
+        ("sshd_", "kernel_", "accounts_", "os_packages_", "firewall_"))})  # fmt: skip
     rendered = {
         "docker_icc", "docker_log_level", "docker_iptables", "docker_insecure_registries",
         "docker_storage_driver", "docker_tcp_listen", "docker_default_ulimits", "docker_userns_remap",
@@ -360,3 +363,15 @@ def test_icc_kept_on_the_default_bridge_by_running_containers_is_said_once_not_r
     assert dockerd.restart_reasons({**live, "live_restore": False}, cfg) == [
         "default bridge runs with enable_icc=true", "dockerd runs with live-restore=false"]  # fmt: skip
     assert dockerd.bridge_kept(live, {**cfg, "docker_icc": True}) is None
+
+
+def test_a_port_a_container_publishes_is_not_a_dockerd_api_listener():
+    """Found on the lab (Debian 12, userland-proxy off): dockerd itself holds a published port
+    open, so `ss` shows dockerd on 0.0.0.0:8080. That is not an API listener (CIS 2.7): reading
+    it as one restarted dockerd on every run."""
+    from dockguard.operations.dockerd import _published
+
+    assert _published("0.0.0.0:8080->80/tcp, :::8080->80/tcp\n\n127.0.0.1:9000-9001->9000-9001/tcp") == {
+        "8080", "9000", "9001"}  # fmt: skip
+    assert _published("80/tcp") == set()  # exposed, not published
+    assert _published("0.0.0.0:5353->53/udp") == set()  # ss -lt lists TCP only
