@@ -40,6 +40,8 @@ PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 # How a unit or a cron line runs dockguard: this Python, the package (installed, or this checkout).
 COMMAND = [sys.executable, "-m", "dockguard"]
 _CIS = re.compile(r"^CIS ([0-9][0-9./x-]*):")
+# OS baseline operations are named by the Lynis tests they answer ("SSH-7408: ...", "ACCT-9622/9626: ...").
+_LYNIS = re.compile(r"^([A-Z]{3,4}-[0-9]{4}(?:[/, ]+(?:[A-Z]{3,4}-)?[0-9]{4})*):")
 # Operations gated by `_if` show up as "conditional" in a dry run whatever the host's state;
 # their controls report drift through notes instead (see operations.drift()).
 EXIT_CLEAN, EXIT_UNCHECKED, EXIT_DRIFT, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 64, 75
@@ -69,6 +71,9 @@ def cis_of(op_name: str) -> str:
         return m.group(1)
     if op_name.startswith("dockerd:"):
         return "2.x"
+    m = _LYNIS.match(op_name)
+    if m:
+        return m.group(1)
     return "-"
 
 

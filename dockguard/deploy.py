@@ -24,15 +24,20 @@ from pyinfra.operations import python
 from . import compat, settings
 from .operations import (
     Context,
+    accounts,
     audit,
     checked,
     docker_files,
     docker_group,
     dockerd,
+    firewall,
+    kernel,
     lynis,
     mac,
+    os_packages,
     packages,
     platform,
+    sshd,
 )
 
 # The control areas, in order: (name for dockguard_disabled_areas, what it configures).
@@ -44,6 +49,12 @@ AREAS = (
     ("files", docker_files.configure),  # CIS 3: owner and mode of files, sockets, units and certificates
     ("audit", audit.configure),  # CIS 1.1.3-1.1.18: audit watches, loaded and verified
     ("docker_group", docker_group.configure),  # CIS 1.1.2: docker group members
+    # The OS baseline around Docker (named by the Lynis tests they answer), after Docker's own areas.
+    ("sshd", sshd.configure),  # SSH-7408: drop-in checked with sshd -t, reloaded, rolled back on failure
+    ("kernel", kernel.configure),  # KRNL-6000: sysctl.d (forwarding left on), modprobe.d blacklist
+    ("accounts", accounts.configure),  # AUTH/KRNL-5820/SHLL/BANN/HRDN: logins, core dumps, banners, compilers
+    ("os_packages", os_packages.configure),  # PKGS/DEB/ACCT/FINT/HRDN: security repo, upgrades, tools, AIDE
+    ("firewall", firewall.configure),  # FIRE-4508: INPUT and DOCKER-USER chains of dockguard's own
     ("lynis", lynis.configure),  # CIS 1.2.1: audit again if changed, save report, gate
 )
 AREA_NAMES = tuple(dict.fromkeys(name for name, _ in AREAS))

@@ -97,9 +97,22 @@ def by_path(path: str) -> Path:
     raise KeyError(path)
 
 
+# The OS baseline's rendered files (operations/kernel, accounts, os_packages, firewall):
+# read with Docker's in the one digest command. tests/unit/test_registry.py checks the list.
+OS_FILES = (
+    "/etc/sysctl.d/60-dockguard.conf", "/etc/modprobe.d/dockguard-blacklist.conf",
+    "/etc/security/limits.d/dockguard-core.conf", "/etc/systemd/coredump.conf.d/dockguard.conf",
+    "/etc/profile.d/dockguard-timeout.sh", "/etc/issue", "/etc/issue.net",
+    "/etc/apt/sources.list.d/dockguard-security.sources", "/etc/apt/apt.conf.d/20auto-upgrades",
+    "/etc/apt/apt.conf.d/52dockguard-unattended", "/etc/needrestart/conf.d/dockguard.conf",
+    "/etc/fail2ban/jail.d/dockguard.local", "/etc/aide/aide.conf.d/99_dockguard",
+    "/usr/local/sbin/dockguard-firewall", "/etc/systemd/system/dockguard-firewall.service",
+)  # fmt: skip
+
+
 def managed_files() -> tuple[str, ...]:
     """Every file whose content dockguard renders or removes (digests read in one command)."""
-    return tuple(p.path for p in PATHS if p.template or p.path == LEGACY_DROPIN)
+    return tuple(p.path for p in PATHS if p.template or p.path == LEGACY_DROPIN) + OS_FILES
 
 
 def mode_rules() -> list[Path]:

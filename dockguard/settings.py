@@ -23,7 +23,7 @@ from typing import Any
 from pyinfra.api.exceptions import DeployError
 
 # Host-data keys under these prefixes belong to dockguard: an unknown one is an error.
-PREFIXES = ("dockguard_", "docker_", "lynis_")
+PREFIXES = ("dockguard_", "docker_", "lynis_", "sshd_", "kernel_", "accounts_", "os_packages_", "firewall_")
 
 _SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
 # Ulimit names dockerd accepts (github.com/docker/go-units ulimit.go).
@@ -326,8 +326,101 @@ def _pki(value: str) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- OS baseline checks
+
+# Kernel modules Docker, its networking and Swarm load on demand: never blacklisted.
+DOCKER_MODULES = re.compile(
+    r"^(overlay|br_netfilter|bridge|veth|vxlan|macvlan|ipvlan|dummy|llc|stp|tun|xfrm_user|xfrm_algo|"
+    r"nf_.*|nft_.*|xt_.*|x_tables|ip_tables|ip6_tables|iptable_.*|ip6table_.*|ip_vs.*|ip_set.*|"
+    r"nfnetlink.*|esp4|esp6|ah4|ah6|sctp|libcrc32c|crc32c.*|ipv6|udp_tunnel|ip6_udp_tunnel|"
+    r"ext4|xfs|btrfs|zfs|fuse|autofs4|squashfs|loop|dm_.*)$"
+)
+# sysctl keys Docker needs at these values: refused at any other value in kernel_sysctl.
+DOCKER_SYSCTLS = {
+    "net.ipv4.ip_forward": "1", "net.ipv4.conf.all.forwarding": "1",
+    "net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+}  # fmt: skip
+_SYSCTL_KEY = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$")
+_PORT_KEY = re.compile(r"^(tcp|udp)/([0-9]{1,5})$")
+
+
+def _modules(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    for v in value:
+        if not re.fullmatch(r"[a-z0-9_-]{1,56}", v):
+            return f"{v!r} is not a kernel module name"
+        if DOCKER_MODULES.match(v.replace("-", "_")):
+            return f"{v!r} is a module Docker or its networking loads on demand: blacklisting it breaks containers"
+    return None
+
+
+def _sysctls(value: dict) -> str | None:
+    for k, v in value.items():
+        if not isinstance(k, str) or not _SYSCTL_KEY.match(k):
+            return f"{k!r} is not a sysctl key (dotted, letters, digits, '_' and '-')"
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or not re.fullmatch(r"-?[0-9]+( -?[0-9]+)*", str(v)):
+            return f"{k}: the value must be an integer (or integers separated by spaces), got {v!r}"
+        if k in DOCKER_SYSCTLS and str(v) != DOCKER_SYSCTLS[k]:
+            return f"{k}: Docker needs {DOCKER_SYSCTLS[k]} (container networking stops otherwise), got {v!r}"
+        if k == "kernel.modules_disabled" and str(v) != "0":
+            return "kernel.modules_disabled: dockerd loads kernel modules on demand (overlay, br_netfilter, ...)"
+    return None
+
+
+def _cidr_list(v: Any, where: str) -> str | None:
+    if not isinstance(v, list) or not v:
+        return f"{where}: a non-empty list of addresses or networks (CIDR), got {v!r}"
+    for c in v:
+        try:
+            ipaddress.ip_network(c, strict=False)
+        except (TypeError, ValueError):
+            return f"{where}: {c!r} is not an address or network (CIDR)"
+    return None
+
+
+def _port_sources(value: dict) -> str | None:
+    for k, v in value.items():
+        m = _PORT_KEY.match(k) if isinstance(k, str) else None
+        if not m or not 0 < int(m[2]) < 65536:
+            return f"{k!r} must be 'tcp/PORT' or 'udp/PORT'"
+        bad = _cidr_list(v, k)
+        if bad:
+            return bad
+    return None
+
+
+def _cidrs(value: list) -> str | None:
+    return _cidr_list(value, "sources") if value else None
+
+
+def _banner(value: str) -> str | None:
+    # agetty expands backslash escapes in /etc/issue; keep the text literal.
+    if "\\" in value or not all(c.isprintable() or c == "\n" for c in value):
+        return "printable text and newlines only (no backslashes: agetty expands them in /etc/issue)"
+    return None
+
+
+OS_TOOLS = (
+    "needrestart", "debsums", "apt-listchanges", "apt-listbugs", "libpam-tmpdir", "acct", "sysstat",
+    "rsyslog", "rkhunter", "fail2ban",
+)  # fmt: skip
+
+
+def _tools(value: list) -> str | None:
+    bad = _strings(value)
+    if bad:
+        return bad
+    unknown = [v for v in value if v not in OS_TOOLS]
+    return f"unknown tool {unknown[0]!r} (one of {', '.join(OS_TOOLS)})" if unknown else None
+
+
 # The control areas of dockguard/deploy.py, by the names dockguard_disabled_areas takes.
-AREAS = ("lynis", "mac", "dockerd", "files", "audit", "docker_group")
+AREAS = (
+    "lynis", "mac", "dockerd", "files", "audit", "docker_group",
+    "sshd", "kernel", "accounts", "os_packages", "firewall",
+)  # fmt: skip
 
 
 def _areas(value: list) -> str | None:
@@ -551,10 +644,137 @@ SCHEMA: dict[str, Setting] = {
             "Where each host's Lynis report is saved on the operator's machine (relative to the "
             "project directory, or absolute).", check=_operator_dir,
         ),
+        # ------------------------------------------------------------------ OS baseline (Lynis)
+        Setting(
+            "sshd_max_sessions", int, 4, "SSH-7408",
+            "sshd MaxSessions (sessions per connection). Lynis wants 2; `docker -H ssh://` and compose "
+            "over SSH open several sessions on one connection.",
+            breaks="2 makes compose over ssh:// fail its parallel operations",
+            check=lambda v: None if 1 <= v <= 64 else f"must be between 1 and 64, got {v}",
+        ),
+        Setting(
+            "sshd_allow_tcp_forwarding", str, "no", "SSH-7408",
+            "sshd AllowTcpForwarding. 'local' lets `ssh -L` reach a container port published on 127.0.0.1.",
+            breaks="'no' refuses ssh -L tunnels (to a container port, a database)",
+            choices=("no", "local", "remote", "yes"),
+        ),
+        Setting(
+            "sshd_max_auth_tries", int, 3, "SSH-7408",
+            "sshd MaxAuthTries: keys offered per connection before sshd refuses it.",
+            breaks="an SSH agent that offers more keys than this before the right one is refused "
+            "(use IdentitiesOnly/IdentityFile in the operator's ssh config)",
+            check=lambda v: None if 1 <= v <= 20 else f"must be between 1 and 20, got {v}",
+        ),
+        Setting(
+            "sshd_permit_root_login", str, "prohibit-password", "SSH-7408",
+            "sshd PermitRootLogin (keys only by default; 'yes' is not offered).",
+            breaks="'no' locks out an operator who logs in as root: give them a sudo user first",
+            choices=("prohibit-password", "forced-commands-only", "no"),
+        ),
+        Setting(
+            "kernel_sysctl", dict, {}, "KRNL-6000",
+            "More sysctl keys for dockguard's sysctl.d file, or other values for its keys. Keys Docker "
+            "needs (forwarding, bridge-nf-call-*) are refused at other values, and so is kernel.modules_disabled.",
+            check=_sysctls,
+        ),
+        Setting(
+            "kernel_blacklist_modules", list,
+            ["cramfs", "freevxfs", "jffs2", "hfs", "hfsplus", "udf", "dccp", "rds", "tipc",
+             "usb-storage", "firewire-core", "firewire-ohci", "firewire-sbp2"],
+            "USB-1000/STRG-1846/NETW-3200",
+            "Kernel modules that may not load (modprobe.d install /bin/false). Modules Docker needs are refused.",
+            breaks="a USB disk or a FireWire device no longer mounts", check=_modules,
+        ),
+        Setting(
+            "accounts_pass_max_days", int, 365, "AUTH-9286",
+            "login.defs PASS_MAX_DAYS for accounts created from now on.", check=_positive,
+        ),
+        Setting("accounts_pass_min_days", int, 1, "AUTH-9286", "login.defs PASS_MIN_DAYS.", check=_positive),
+        Setting(
+            "accounts_umask", str, "027", "AUTH-9328", "login.defs UMASK (of login sessions).",
+            choices=("027", "077"),
+        ),
+        Setting(
+            "accounts_sha_crypt_rounds", int, 65536, "AUTH-9230",
+            "login.defs SHA_CRYPT_MIN_ROUNDS and SHA_CRYPT_MAX_ROUNDS (chpasswd, newusers).",
+            check=lambda v: None if 5000 <= v <= 999999999 else f"must be 5000 or more, got {v}",
+        ),
+        Setting(
+            "accounts_shell_timeout", int, 900, "SHLL-6220",
+            "Seconds an idle interactive shell lives (TMOUT, read-only); 0: no timeout.",
+            breaks="an idle interactive session is logged out", check=lambda v: None if v >= 0 else "must be 0 or more",
+        ),
+        Setting(
+            "accounts_banner", str,
+            "Authorised use only. All activity on this system may be monitored and recorded.",
+            "BANN-7126/7130", "The legal banner in /etc/issue and /etc/issue.net.", check=_banner,
+        ),
+        Setting(
+            "accounts_restrict_compilers", bool, True, "HRDN-7222",
+            "Compilers and assemblers present on the host run for root only (0750, kept across upgrades "
+            "with dpkg-statoverride).", breaks="users other than root cannot compile on the host",
+        ),
+        Setting(
+            "accounts_no_core_dumps", bool, True, "KRNL-5820",
+            "No core dumps (limits.d hard core 0, systemd-coredump Storage=none).",
+        ),
+        Setting(
+            "os_packages_security_repo", bool, True, "PKGS-7388",
+            "The distribution's security repository in APT sources (added beside the host's own "
+            "sources where it is missing).",
+        ),
+        Setting(
+            "os_packages_unattended_upgrades", bool, True, "PKGS-7420",
+            "Unattended security upgrades. A docker.io/containerd upgrade restarts dockerd: with "
+            "docker_live_restore containers keep running; without it those packages are held back.",
+        ),
+        Setting(
+            "os_packages_tools", list,
+            ["needrestart", "debsums", "apt-listchanges", "libpam-tmpdir", "acct", "sysstat", "rsyslog",
+             "rkhunter", "fail2ban"],
+            "DEB-0280/0811/0831/0880, PKGS-7370, ACCT-9622/9626, LOGG-2130, HRDN-7230",
+            "Audit and maintenance tools installed and configured (needrestart only lists what needs a "
+            "restart; fail2ban guards sshd). apt-listbugs may be added: it is off by default because it asks "
+            "bugs.debian.org at every install and stops apt on a host that cannot reach it.",
+            check=_tools,
+        ),
+        Setting(
+            "os_packages_aide", bool, True, "FINT-4350/4402",
+            "AIDE file integrity with SHA-512, Docker's and containerd's data directories excluded; its "
+            "first database is built once, in the background (it takes minutes).",
+        ),
+        Setting(
+            "os_packages_fail2ban_ignoreip", list, [], "DEB-0880",
+            "Addresses or networks fail2ban never bans (the operator's, a bastion's).", check=_cidrs,
+        ),
+        Setting(
+            "firewall_input_drop", bool, False, "FIRE-4508",
+            "The host's INPUT policy drops everything except loopback, replies, ICMP, SSH (from "
+            "firewall_ssh_sources), dockerd's TLS port and firewall_input_allow. Off by default: it cuts "
+            "every other service the host offers until it is listed.",
+            breaks="services not in firewall_input_allow stop being reachable from the network",
+        ),
+        Setting(
+            "firewall_ssh_sources", list, ["0.0.0.0/0", "::/0"], "FIRE-4508",
+            "Who may reach sshd when firewall_input_drop is on.", check=_cidrs,
+        ),
+        Setting(
+            "firewall_input_allow", dict, {}, "FIRE-4508",
+            "More ports the host serves when firewall_input_drop is on: {'tcp/9100': ['10.0.0.0/8']}.",
+            check=_port_sources,
+        ),
+        Setting(
+            "firewall_published_ports", dict, {}, "-",
+            "Published container ports restricted in DOCKER-USER (a published port bypasses INPUT): "
+            "{'tcp/8080': ['10.0.0.0/8']} lets only those sources reach host port 8080. Ports not listed "
+            "stay as Docker publishes them.",
+            breaks="sources not listed are refused on that port", check=_port_sources,
+        ),
         Setting(
             "dockguard_disabled_areas", list, [], "-",
             "Control areas dockguard leaves alone on this host (lynis, mac, dockerd, files, audit, "
-            "docker_group): nothing of that area is checked or changed, and its CIS tests report it skipped "
+            "docker_group, sshd, kernel, accounts, os_packages, firewall): "
+            "nothing of that area is checked or changed, and its CIS tests report it skipped "
             "as an operator decision. Like dev-sec's per-role switches.", check=_areas,
         ),
         Setting(

@@ -58,9 +58,64 @@ lynis_enabled = True
 lynis_min_hardening_index = None
 lynis_reports_dir = "reports/lynis"
 # Installing Docker where it is missing (off: such a host is refused), and from where
-dockguard_disabled_areas = []  # control areas left alone (lynis, mac, dockerd, files, audit, docker_group)
+dockguard_disabled_areas = []  # control areas left alone (lynis, mac, dockerd, files, audit, docker_group,
+# sshd, kernel, accounts, os_packages, firewall)
 docker_install = False
 docker_source = "distribution"
 # CIS 5.1/5.2: AppArmor on Debian/Ubuntu, SELinux on the RHEL family ("auto")
 dockguard_mac = "auto"
 dockguard_allow_reboot = False
+
+# The OS baseline around Docker (named by the Lynis tests they answer; docs/settings.md).
+# SSH-7408: sshd drop-in, checked with sshd -t
+sshd_max_sessions = 4
+sshd_allow_tcp_forwarding = "no"
+sshd_max_auth_tries = 3
+sshd_permit_root_login = "prohibit-password"
+# KRNL-6000 and module blacklist
+kernel_sysctl = {}
+kernel_blacklist_modules = [
+    "cramfs",
+    "freevxfs",
+    "jffs2",
+    "hfs",
+    "hfsplus",
+    "udf",
+    "dccp",
+    "rds",
+    "tipc",
+    "usb-storage",
+    "firewire-core",
+    "firewire-ohci",
+    "firewire-sbp2",
+]
+# logins and accounts
+accounts_pass_max_days = 365
+accounts_pass_min_days = 1
+accounts_umask = "027"
+accounts_sha_crypt_rounds = 65536
+accounts_shell_timeout = 900
+accounts_banner = "Authorised use only. All activity on this system may be monitored and recorded."
+accounts_restrict_compilers = True
+accounts_no_core_dumps = True
+# packages: security repository, upgrades, audit tools, AIDE
+os_packages_security_repo = True
+os_packages_unattended_upgrades = True
+os_packages_tools = [
+    "needrestart",
+    "debsums",
+    "apt-listchanges",
+    "libpam-tmpdir",
+    "acct",
+    "sysstat",
+    "rsyslog",
+    "rkhunter",
+    "fail2ban",
+]
+os_packages_aide = True
+os_packages_fail2ban_ignoreip = []
+# FIRE-4508: INPUT policy (off: it cuts unlisted services) and published ports in DOCKER-USER
+firewall_input_drop = False
+firewall_ssh_sources = ["0.0.0.0/0", "::/0"]
+firewall_input_allow = {}
+firewall_published_ports = {}

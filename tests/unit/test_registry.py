@@ -38,7 +38,9 @@ def test_the_areas_tables_derive_from_the_registry():
     rules = {(r.cis, r.path, r.user, r.group, r.max_mode, r.exact) for r in docker_files.FIXED_RULES}
     assert rules == {(p.cis, p.path, p.owner, p.group, p.mode, p.exact) for p in registry.PATHS if p.mode}
     assert set(audit.AUDITED) == {p.path for p in registry.PATHS if p.audited}
-    assert set(content.MANAGED) == {p.path for p in registry.PATHS if p.template} | {registry.LEGACY_DROPIN}
+    assert set(content.MANAGED) == {p.path for p in registry.PATHS if p.template} | {registry.LEGACY_DROPIN} | set(
+        registry.OS_FILES
+    )
     assert set(hostpaths.PATHS) == {p.path for p in registry.PATHS if p.mode or p.audited} | set(
         registry.UPSTREAM_BINS.values()
     )
@@ -68,6 +70,18 @@ def test_areas_a_setting_can_switch_off_are_the_deploys_areas():
     from dockguard import deploy, settings
 
     assert settings.AREAS == deploy.AREA_NAMES
-    assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewall"]}) == [
-        "dockguard_disabled_areas: unknown area 'firewall' (areas: lynis, mac, dockerd, files, audit, docker_group)"
+    assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewall"]}) == []
+    assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewal"]}) == [
+        "dockguard_disabled_areas: unknown area 'firewal' (areas: lynis, mac, dockerd, files, audit, docker_group, "
+        "sshd, kernel, accounts, os_packages, firewall)"
     ]
+
+
+def test_the_os_baseline_files_are_read_with_the_others():
+    from dockguard.operations import accounts, firewall, kernel, os_packages
+
+    written = {
+        kernel.SYSCTL_FILE, kernel.BLACKLIST_FILE, accounts.LIMITS_FILE, accounts.COREDUMP_FILE,
+        accounts.TIMEOUT_FILE, accounts.ISSUE, accounts.ISSUE_NET, *os_packages.FILES, firewall.SCRIPT, firewall.UNIT,
+    }  # fmt: skip
+    assert written == set(registry.OS_FILES)
