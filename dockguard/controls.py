@@ -143,14 +143,62 @@ CONTROLS = [
             "enforcing; a disabled host is rebooted only with dockguard_allow_reboot"),
 ]  # fmt: skip
 
-BY_ID = {c.key: c for c in CONTROLS}
+
+@dataclass(frozen=True)
+class OsControl:
+    """A control of the OS baseline around Docker, named by the Lynis tests it answers
+    (the compliance report's second table): its area (dockguard_disabled_areas) and test."""
+
+    lynis: str
+    title: str
+    area: str
+    test: str
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"Lynis {self.lynis}"
+
+    @property
+    def test18(self) -> str:
+        return self.test
 
 
-def for_test(test_name: str) -> Control | None:
+OS_CONTROLS = [
+    OsControl("SSH-7408", "sshd uses dockguard's hardened values", "sshd", "test_lynis_ssh_7408_",
+              "sshd_max_sessions, sshd_max_auth_tries, sshd_allow_tcp_forwarding, sshd_permit_root_login"),
+    OsControl("KRNL-6000", "Hardening sysctl keys (forwarding left on for Docker)", "kernel", "test_lynis_krnl_6000_",
+              "a container host's kernel is its outer machine's: keys it cannot write are named"),
+    OsControl("USB-1000/STRG-1846", "USB storage, FireWire and unused modules blacklisted", "kernel",
+              "test_lynis_usb_1000_", "kernel_blacklist_modules; modules Docker needs are refused"),
+    OsControl("AUTH-9230/9286/9328", "login.defs: hashing rounds, password ageing, umask", "accounts",
+              "test_lynis_auth_9286_"),
+    OsControl("AUTH-9262", "PAM password quality", "accounts", "test_lynis_auth_9262_"),
+    OsControl("KRNL-5820", "No core dumps", "accounts", "test_lynis_krnl_5820_"),
+    OsControl("SHLL-6220", "Idle shells time out", "accounts", "test_lynis_shll_6220_"),
+    OsControl("BANN-7126/7130", "Legal banners", "accounts", "test_lynis_bann_7126_"),
+    OsControl("HRDN-7222", "Compilers for root only", "accounts", "test_lynis_hrdn_7222_"),
+    OsControl("PKGS-7388", "The security repository in APT sources", "os_packages", "test_lynis_pkgs_7388_"),
+    OsControl("PKGS-7420", "Unattended security upgrades", "os_packages", "test_lynis_pkgs_7420_",
+              "docker.io upgrades restart dockerd: held back unless live-restore keeps containers up"),
+    OsControl("DEB-0280/0811/0831/0880, PKGS-7370, ACCT-9622/9626, LOGG-2130, HRDN-7230",
+              "Audit and maintenance tools installed and running", "os_packages", "test_lynis_tools_"),
+    OsControl("FINT-4350/4402", "AIDE with SHA-512, Docker's data left out, a baseline database", "os_packages",
+              "test_lynis_fint_4350_"),
+    OsControl("FIRE-4508", "INPUT drops all but SSH, dockerd's TLS port and the allowlist", "firewall",
+              "test_lynis_fire_4508_", "firewall_input_drop (off by default: it cuts unlisted services)"),
+    OsControl("-", "Published container ports restricted in DOCKER-USER", "firewall", "test_firewall_docker_user_",
+              "firewall_published_ports; a published port bypasses INPUT"),
+]  # fmt: skip
+
+BY_ID = {c.key: c for c in [*CONTROLS, *OS_CONTROLS]}
+
+
+def for_test(test_name: str) -> Control | OsControl | None:
     """The control a testinfra test verifies (by its name's prefix)."""
     base = test_name.split("[", 1)[0]
     best, best_len = None, 0
-    for c in CONTROLS:
+    for c in [*CONTROLS, *OS_CONTROLS]:
         for prefix in {c.test, c.test18} - {None}:
             if base.startswith(prefix) and len(prefix) > best_len:
                 best, best_len = c, len(prefix)
@@ -160,6 +208,8 @@ def for_test(test_name: str) -> Control | None:
 def test_name(name: str, version: str = DEFAULT_VERSION) -> str:
     """A CIS test's name (test_cis_2_7_..., 1.6.0's IDs) as shown in ``version``'s numbering."""
     c = for_test(name)
-    if version == "1.6" or c is None or not c.test or not name.startswith(c.test) or c.test18 == c.test:
+    if version == "1.6" or c is None or isinstance(c, OsControl):
+        return name
+    if not c.test or not name.startswith(c.test) or c.test18 == c.test:
         return name
     return c.test18 + name[len(c.test) :]

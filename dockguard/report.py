@@ -16,7 +16,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-from .controls import BENCHMARK, CONTROLS, DEFAULT_VERSION, MAPPING, VERSIONS, for_test, shown
+from .controls import BENCHMARK, CONTROLS, DEFAULT_VERSION, MAPPING, OS_CONTROLS, VERSIONS, for_test, shown
 
 _HOST = re.compile(r"\[ssh://(?P<host>[^\]]+)\]$")
 _RANK = {"PASS": 0, "N/A": 1, "FAIL": 2}
@@ -87,9 +87,15 @@ def compliance(junit_path: str, version: str = DEFAULT_VERSION) -> dict:
     if version == "1.6":  # a 1.8.0-only control has no row in 1.6.0's numbering
         controls = [c for c in controls if c["cis_1.6.0"]]
     summary = {h: {s: sum(1 for c in controls if c["hosts"][h]["status"] == s) for s in _RANK} for h in hosts}
+    baseline = []
+    for c in OS_CONTROLS:
+        row = table.get(c.key, {})
+        cells = {h: row.get(h, {"status": "N/A", "reason": c.note or "not verified by a test"}) for h in hosts}
+        baseline.append({"lynis": c.lynis, "title": c.title, "area": c.area, "note": c.note, "hosts": cells})
+    os_summary = {h: {s: sum(1 for c in baseline if c["hosts"][h]["status"] == s) for s in _RANK} for h in hosts}
     return {"benchmark": f"{BENCHMARK[version]}, sections 1-3 and 5.1/5.2 (host side)", "numbering": version,
             "mapping": MAPPING, "hosts": hosts, "releases": releases(junit_path), "summary": summary,
-            "controls": controls}  # fmt: skip
+            "controls": controls, "os_baseline": baseline, "os_summary": os_summary}  # fmt: skip
 
 
 def _cell(cell: dict[str, str]) -> str:
@@ -110,7 +116,19 @@ def markdown(junit_path: str, version: str = DEFAULT_VERSION) -> str:
         lines.append(f"| {c['cis']} | {c['title']} | {c['handled']} | {'yes' if c['verified'] else 'no'} | {cells} |")
     totals = ", ".join(f"{h}: {s['PASS']} pass, {s['FAIL']} fail, {s['N/A']} n/a" for h, s in data["summary"].items())
     note = f"IDs: {BENCHMARK[version]}." + (f" {MAPPING}." if version == "1.8" else "")
-    return "\n".join(lines) + f"\n\n{totals}\n\n{note}"
+    os_lines = [
+        "OS baseline around Docker (by the Lynis tests each control answers):",
+        "",
+        "| Lynis | control | area | " + " | ".join(heads) + " |",
+        "|---|---|---|" + "---|" * len(hosts),
+    ]
+    for c in data["os_baseline"]:
+        cells = " | ".join(_cell(c["hosts"][h]) for h in hosts)
+        os_lines.append(f"| {c['lynis']} | {c['title']} | {c['area']} | {cells} |")
+    os_totals = ", ".join(
+        f"{h}: {s['PASS']} pass, {s['FAIL']} fail, {s['N/A']} n/a" for h, s in data["os_summary"].items()
+    )
+    return "\n".join(lines) + f"\n\n{totals}\n\n{note}\n\n" + "\n".join(os_lines) + f"\n\n{os_totals}"
 
 
 def main(argv: list[str] | None = None) -> int:

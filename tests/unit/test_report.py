@@ -46,8 +46,9 @@ def test_markdown_table(tmp_path):
         "| 2.2 | Inter-container communication off on the default bridge | auto | yes | PASS | FAIL: assert 'true' == 'false' |"
         in lines
     )
-    assert lines[-3].startswith("dh1: ")
-    assert lines[-1] == "IDs: CIS Docker Benchmark 1.6.0."
+    ids = lines.index("IDs: CIS Docker Benchmark 1.6.0.")
+    assert lines[ids - 2].startswith("dh1: ")
+    assert lines[ids + 4] == "| Lynis | control | area | dh1 | vm1 |"  # the OS baseline's own table
 
 
 def test_worst_case_of_a_control_wins(tmp_path):
@@ -102,7 +103,7 @@ def test_the_report_defaults_to_1_8_numbering_and_carries_both_ids(tmp_path):
     assert old["2.7"]["title"] == by["2.8"]["title"] and old["2.7"]["hosts"] == by["2.8"]["hosts"]
     assert "No devicemapper storage driver (1.8.0 only)" not in {c["title"] for c in old.values()}
     text = report.markdown(str(path))
-    assert text.splitlines()[-1].startswith("IDs: CIS Docker Benchmark 1.8.0. 1.8.0 IDs are inferred")
+    assert any(line.startswith("IDs: CIS Docker Benchmark 1.8.0. 1.8.0 IDs are inferred") for line in text.splitlines())
 
 
 def test_renumbering_follows_1_8_0():
@@ -149,3 +150,21 @@ def test_columns_name_each_hosts_release_and_a_pass_may_say_what_it_found(tmp_pa
     row = next(line for line in lines if line.startswith("| 1.1.18 "))
     assert row.endswith("| N/A: auditd cannot run netlink | PASS: /usr/sbin/runc is the binary; /usr/bin/runc (a link "
                         "to it) watched too |")  # fmt: skip
+
+
+def test_the_os_baseline_has_its_own_table_by_lynis_id(tmp_path):
+    path = tmp_path / "cis.xml"
+    path.write_text(
+        '<testsuite><testcase name="test_lynis_ssh_7408_sshd_values[ssh://dh1]"/>'
+        '<testcase name="test_lynis_fire_4508_input_policy[ssh://dh1]"><skipped message="Skipped: '
+        'firewall_input_drop is off for this host (an operator decision)"/></testcase>'
+        '<testcase name="test_cis_2_2_icc[ssh://dh1]"/></testsuite>'
+    )
+    data = report.compliance(str(path))
+    rows = {c["lynis"]: c for c in data["os_baseline"]}
+    assert rows["SSH-7408"]["hosts"]["dh1"] == {"status": "PASS", "reason": ""}
+    assert rows["FIRE-4508"]["hosts"]["dh1"]["status"] == "N/A"
+    assert rows["KRNL-6000"]["hosts"]["dh1"]["status"] == "N/A"  # no test ran: never PASS
+    assert data["os_summary"]["dh1"] == {"PASS": 1, "N/A": len(controls.OS_CONTROLS) - 1, "FAIL": 0}
+    text = report.markdown(str(path))
+    assert "| SSH-7408 | sshd uses dockguard's hardened values | sshd | PASS |" in text.splitlines()
