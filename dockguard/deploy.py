@@ -52,8 +52,8 @@ AREAS = (
     # The OS baseline around Docker (named by the Lynis tests they answer), after Docker's own areas.
     ("sshd", sshd.configure),  # SSH-7408: drop-in checked with sshd -t, reloaded, rolled back on failure
     ("kernel", kernel.configure),  # KRNL-6000: sysctl.d (forwarding left on), modprobe.d blacklist
-    ("accounts", accounts.configure),  # AUTH/KRNL-5820/SHLL/BANN/HRDN: logins, core dumps, banners, compilers
     ("os_packages", os_packages.configure),  # PKGS/DEB/ACCT/FINT/HRDN: security repo, upgrades, tools, AIDE
+    ("accounts", accounts.configure),  # AUTH/KRNL-5820/SHLL/BANN/HRDN: logins, core dumps, banners, compilers
     ("firewall", firewall.configure),  # FIRE-4508: INPUT and DOCKER-USER chains of dockguard's own
     ("lynis", lynis.configure),  # CIS 1.2.1: audit again if changed, save report, gate
 )

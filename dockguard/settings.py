@@ -419,7 +419,7 @@ def _tools(value: list) -> str | None:
 # The control areas of dockguard/deploy.py, by the names dockguard_disabled_areas takes.
 AREAS = (
     "lynis", "mac", "dockerd", "files", "audit", "docker_group",
-    "sshd", "kernel", "accounts", "os_packages", "firewall",
+    "sshd", "kernel", "os_packages", "accounts", "firewall",
 )  # fmt: skip
 
 
@@ -706,7 +706,8 @@ SCHEMA: dict[str, Setting] = {
         ),
         Setting(
             "accounts_banner", str,
-            "Authorised use only. All activity on this system may be monitored and recorded.",
+            "Authorised access only. This system is monitored and activity is recorded; unauthorised use "
+            "is prohibited and may be reported to law enforcement.",
             "BANN-7126/7130", "The legal banner in /etc/issue and /etc/issue.net.", check=_banner,
         ),
         Setting(
@@ -773,7 +774,7 @@ SCHEMA: dict[str, Setting] = {
         Setting(
             "dockguard_disabled_areas", list, [], "-",
             "Control areas dockguard leaves alone on this host (lynis, mac, dockerd, files, audit, "
-            "docker_group, sshd, kernel, accounts, os_packages, firewall): "
+            "docker_group, sshd, kernel, os_packages, accounts, firewall): "
             "nothing of that area is checked or changed, and its CIS tests report it skipped "
             "as an operator decision. Like dev-sec's per-role switches.", check=_areas,
         ),

@@ -318,4 +318,28 @@ def configure(ctx: Context) -> list:
     ops += [removed(name=REMOVE_OPS[p], path=p, mine=live["mine"].get(p)) for p in gone]
     if cfg["accounts_restrict_compilers"]:
         ops.append(compilers(name=COMPILERS_OP, found=list(live["compilers"])))
+        # Packages installed earlier in this run (os_packages: needrestart brings binutils' `as`)
+        # were not there when the facts were read: look again on the host, only then.
+        installs = list(ctx.area("os_packages").get("installs", []))
+        if installs:
+            ops.append(
+                compilers_installed(
+                    name=COMPILERS_OP + " (those installed in this run)",
+                    _if=lambda: any(op.did_change() for op in installs),
+                )
+            )
     return ops
+
+
+@operation()
+def compilers_installed():
+    """The compilers present now that others may run become 0750 root:root, decided on the host
+    (gate with ``_if``: packages installed in this run)."""
+    names = " ".join(COMPILERS)
+    yield StringCommand(
+        hostlock.prefix() + f'for c in {names}; do p=$(command -v $c) || continue; r=$(readlink -f "$p"); '
+        'm=$(stat -c %a "$r"); [ $((0$m & 7)) -eq 0 ] && continue; '
+        "if command -v dpkg-statoverride >/dev/null 2>&1; then "
+        'dpkg-statoverride --list "$r" >/dev/null || dpkg-statoverride --update --add root root 0750 "$r"; '
+        'else chown root:root "$r" && chmod 0750 "$r"; fi; done; true'
+    )

@@ -54,6 +54,8 @@ AIDE_DB = {"apt": "/var/lib/aide/aide.db", "dnf": "/var/lib/aide/aide.db.gz"}
 AIDE_UNIT = "dockguard-aide-init.service"
 RKHUNTER_DB = "/var/lib/rkhunter/db/rkhunter.dat"
 SYSSTAT_DEFAULT = "/etc/default/sysstat"
+DEBSUMS_DEFAULT = "/etc/default/debsums"
+DEBSUMS_OP = "PKGS-7370: debsums checks installed files every week"
 SYSSTAT_TIMERS = ("sysstat-collect.timer", "sysstat-summary.timer")
 UNITS = ("sysstat-collect.timer", "sysstat.service", "acct.service", "fail2ban.service", AIDE_UNIT)
 # Packages whose upgrade restarts dockerd (held back without live-restore).
@@ -86,8 +88,8 @@ AIDE_SHA_OP = "FINT-4402: AIDE checksums are SHA-512"
 AIDE_INIT_OP = "FINT-4350: AIDE database built (once, in the background)"
 
 FILES = (SECURITY_SOURCES, AUTO_UPGRADES, UNATTENDED, NEEDRESTART, FAIL2BAN, AIDE_EXCLUDES)
-_FLAGS = ("security", "sysstat_default", "aide_checksums", "aide_version", "arch")
-_FREE = ("sysstat_default", "aide_checksums", "aide_version")  # only compared, never sent to a shell
+_FLAGS = ("security", "sysstat_default", "aide_checksums", "aide_version", "arch", "debsums_cron")
+_FREE = ("sysstat_default", "aide_checksums", "aide_version", "debsums_cron")  # only compared, never sent to a shell
 _FILES = ("aide_db", "rkhunter_db")
 _WORD = re.compile(r"^[A-Za-z0-9._:+~-]*$")
 
@@ -121,6 +123,8 @@ class OsPackagesState(FactBase):
             "echo security=no; echo arch=$(uname -m); "
             "echo aide_version=$(rpm -q --qf '%{VERSION}' aide 2>/dev/null | grep -v 'not installed'); fi; "
             f"[ -f {SYSSTAT_DEFAULT} ] && echo sysstat_default=$(sed -n 's/^ENABLED=//p' {SYSSTAT_DEFAULT} "
+            "| tr -d '\"' | tail -n 1); "
+            f"[ -f {DEBSUMS_DEFAULT} ] && echo debsums_cron=$(sed -n 's/^CRON_CHECK=//p' {DEBSUMS_DEFAULT} "
             "| tr -d '\"' | tail -n 1); "
             "for c in /etc/aide/aide.conf /etc/aide.conf; do [ -f $c ] && "
             "echo aide_checksums=$(sed -n 's/^[[:space:]]*Checksums[[:space:]]*=[[:space:]]*//p' $c | tail -n 1) "
@@ -169,6 +173,7 @@ class OsPackagesState(FactBase):
         out["sysstat_default"] = raw.get("sysstat_default") if "sysstat_default" in raw else None
         out["aide_checksums"] = raw.get("aide_checksums") or None
         out["aide_version"] = raw.get("aide_version") or None
+        out["debsums_cron"] = raw.get("debsums_cron") or None
         return out
 
 
@@ -278,6 +283,20 @@ def sysstat(live: dict[str, Any]):
     )
 
 
+@operation()
+def debsums_cron(live: dict[str, Any]):
+    """CRON_CHECK in /etc/default/debsums: the package's weekly check of installed files
+    against their checksums (Debian ships it "never")."""
+    if live.get("debsums_cron") in ("daily", "weekly", "monthly"):
+        host.noop(f"debsums checks {live['debsums_cron']}")
+        return
+    drift("PKGS-7370", "debsums never checks installed files", DEBSUMS_OP)
+    yield _locked(
+        f"if grep -q '^CRON_CHECK=' {DEBSUMS_DEFAULT}; then sed -i 's/^CRON_CHECK=.*/CRON_CHECK=weekly/' "
+        f"{DEBSUMS_DEFAULT}; else echo CRON_CHECK=weekly >> {DEBSUMS_DEFAULT}; fi"
+    )
+
+
 CONTAINER_PACCT = (
     "process accounting cannot run in this container host (accton needs CAP_SYS_PACCT, which a "
     "container is not given by default): acct.service is disabled here; it runs on a VM or real host"
@@ -371,6 +390,13 @@ def aide_init(plat: dict[str, Any], live: dict[str, Any]):
 # ----------------------------------------------------------------------------- the area
 
 
+def _installed(ctx: Context, **kwargs):
+    """``install``, remembered in this host's Context for the areas after this one."""
+    op = install(**kwargs)
+    ctx.area("os_packages").setdefault("installs", []).append(op)
+    return op
+
+
 def configure(ctx: Context) -> list:
     """PKGS-7388, PKGS-7420, the audit tools, FINT-4350/4402 (see the module docstring)."""
     cfg = ctx.cfg
@@ -379,6 +405,7 @@ def configure(ctx: Context) -> list:
     live = ctx.fact("os_packages.OsPackagesState", OsPackagesState, codename=plat.get("codename") or "none")
     content.digests(list(FILES))  # every file of this area in one read
     ops: list = []
+    ctx.area("os_packages")["installs"] = []
 
     if cfg["os_packages_security_repo"]:
         text = security_source(plat, live.get("arch")) if apt else None
@@ -405,7 +432,8 @@ def configure(ctx: Context) -> list:
                 },
             )
             ops.append(
-                install(
+                _installed(
+                    ctx,
                     name=UNATTENDED_OP,
                     plat=plat,
                     names=missing(live, ["unattended-upgrades"]),
@@ -422,7 +450,8 @@ def configure(ctx: Context) -> list:
         say(f"os_packages_tools ({', '.join(tools)}) are Debian/Ubuntu packages: left alone on {plat.get('name')}")
 
     if cfg["os_packages_aide"]:
-        ops += _aide(plat, live)
+        ops += _aide(ctx, plat, live)
+    # For the areas after this one (accounts: compilers these packages bring).
     return ops
 
 
@@ -437,17 +466,19 @@ def _tools(ctx: Context, plat: dict[str, Any], live: dict[str, Any], tools: list
         names[FAIL2BAN] = "DEB-0880: fail2ban guards sshd (journal, iptables)"
     ops = content.files(specs, names) if specs else []
     preseed = ["sysstat sysstat/enable boolean true"] if "sysstat" in tools else []
-    ops.append(install(name=TOOLS_OP, plat=plat, names=missing(live, tool_packages(tools)), preseed=preseed))
+    ops.append(_installed(ctx, name=TOOLS_OP, plat=plat, names=missing(live, tool_packages(tools)), preseed=preseed))
     if "sysstat" in tools:
         ops.append(sysstat(name=SYSSTAT_OP, live=live))
     if "acct" in tools:
         ops.append(acct(name=ACCT_OP, live=live, container=plat.get("container")))
     if "rkhunter" in tools:
         ops.append(rkhunter(name=RKHUNTER_OP, live=live))
+    if "debsums" in tools:
+        ops.append(debsums_cron(name=DEBSUMS_OP, live=live))
     return ops
 
 
-def _aide(plat: dict[str, Any], live: dict[str, Any]) -> list:
+def _aide(ctx: Context, plat: dict[str, Any], live: dict[str, Any]) -> list:
     apt = plat.get("pkg") == "apt"
     ops: list = []
     if apt:
@@ -456,7 +487,7 @@ def _aide(plat: dict[str, Any], live: dict[str, Any]) -> list:
             {AIDE_EXCLUDES: "FINT-4350: AIDE leaves out Docker's and containerd's data"},
         )
     names = ["aide", "aide-common"] if apt else ["aide"]
-    ops.append(install(name=AIDE_OP, plat=plat, names=missing(live, names)))
+    ops.append(_installed(ctx, name=AIDE_OP, plat=plat, names=missing(live, names)))
     ops.append(aide_sha512(name=AIDE_SHA_OP, plat=plat, live=live))
     ops.append(aide_init(name=AIDE_INIT_OP, plat=plat, live=live))
     return ops

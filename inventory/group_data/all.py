@@ -59,7 +59,7 @@ lynis_min_hardening_index = None
 lynis_reports_dir = "reports/lynis"
 # Installing Docker where it is missing (off: such a host is refused), and from where
 dockguard_disabled_areas = []  # control areas left alone (lynis, mac, dockerd, files, audit, docker_group,
-# sshd, kernel, accounts, os_packages, firewall)
+# sshd, kernel, os_packages, accounts, firewall)
 docker_install = False
 docker_source = "distribution"
 # CIS 5.1/5.2: AppArmor on Debian/Ubuntu, SELinux on the RHEL family ("auto")
@@ -95,7 +95,10 @@ accounts_pass_min_days = 1
 accounts_umask = "027"
 accounts_sha_crypt_rounds = 65536
 accounts_shell_timeout = 900
-accounts_banner = "Authorised use only. All activity on this system may be monitored and recorded."
+accounts_banner = (
+    "Authorised access only. This system is monitored and activity is recorded; unauthorised use "
+    "is prohibited and may be reported to law enforcement."
+)
 accounts_restrict_compilers = True
 accounts_no_core_dumps = True
 # packages: security repository, upgrades, audit tools, AIDE

@@ -13,3 +13,7 @@ docker_default_ulimits = {"nofile": {"soft": 16384, "hard": 16384}, "nproc": {"s
 # The end-to-end tests turn it on for the hosts that test it; `make demo` runs it
 # on the container hosts.
 lynis_enabled = False
+
+# The lab's hosts serve nothing but SSH (and dockerd's TLS port where a test turns it on):
+# the INPUT policy drops, as an operator would set it once every service is listed.
+firewall_input_drop = True

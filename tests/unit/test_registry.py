@@ -73,7 +73,7 @@ def test_areas_a_setting_can_switch_off_are_the_deploys_areas():
     assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewall"]}) == []
     assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewal"]}) == [
         "dockguard_disabled_areas: unknown area 'firewal' (areas: lynis, mac, dockerd, files, audit, docker_group, "
-        "sshd, kernel, accounts, os_packages, firewall)"
+        "sshd, kernel, os_packages, accounts, firewall)"
     ]
 
 

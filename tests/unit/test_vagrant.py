@@ -344,9 +344,27 @@ def test_the_built_boxes_carry_every_package_the_deploy_installs_on_them():
     from dockguard.operations import mac, platform
 
     needed = (
-        set(platform.DOCKER_PACKAGES[("distribution", "debian")]) | {"auditd", "lynis"} | set(mac.APPARMOR_PACKAGES)
+        set(platform.DOCKER_PACKAGES[("distribution", "debian")])
+        | {"auditd", "lynis"}
+        | set(mac.APPARMOR_PACKAGES)
+        | baseline_packages()
     )
     for machine, (suite, _box) in vagrantlab.BOXES.items():
         assert needed <= set(vagrantlab.OFFLINE[suite]), (machine, needed - set(vagrantlab.OFFLINE[suite]))
     assert "docker-cli" in vagrantlab.OFFLINE["trixie"]  # Debian 13's docker client, a Recommends only
     assert vagrantlab.BOXES["debian12"] == ("bookworm", "debian/bookworm64")  # the public box's name
+
+
+def baseline_packages() -> set[str]:
+    """What the OS baseline installs on a Debian host at its defaults (apt-listbugs is opt-in)."""
+    from dockguard.operations import os_packages
+
+    return set(os_packages.KNOWN) - {"apt-listbugs"} | {"libpam-pwquality"}
+
+
+def test_the_lab_images_carry_every_package_the_os_baseline_installs():
+    """The local lab's hosts have no route out either: their apt cache holds the baseline's .debs."""
+    spec = importlib.util.spec_from_file_location("labctl", ROOT / "lab" / "labctl.py")
+    labctl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(labctl)
+    assert baseline_packages() <= set(labctl.BASELINE_DEBS), baseline_packages() - set(labctl.BASELINE_DEBS)
