@@ -65,11 +65,24 @@ PACKAGES = [
     "apparmor-utils", "busybox-static", "ca-certificates", "procps", "kmod",
     "less", "iputils-ping",
 ]  # fmt: skip
-VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
+# AIDE comes installed on the VM image: aide-common's postinst registers its 215 rule files
+# with ucf one by one, about 15 minutes under the VM's software emulation (seconds here).
+# dockguard still configures it and builds its database; container hosts install it.
+VM_PACKAGES = ["linux-image-amd64", "initramfs-tools", "aide", "aide-common"]
 # Kept in the hosts' apt cache: a test removes docker.io and has dockguard install it
 # again (docker_install); the hosts have no network, so apt must find the package here.
 # (and the release's SUITE_PACKAGES: docker-cli, which a test removes too)
 KEEP_DEBS = ["docker.io"]
+# The OS baseline installs these (operations/accounts.py, operations/os_packages.py): the
+# image carries their .debs (and their dependencies') in its apt cache, not the packages,
+# so dockguard's installs run as on any host, from the cache. Downloaded with the
+# release's -security suite in the sources, as on a stock Debian host.
+BASELINE_DEBS = [
+    "libpam-pwquality", "unattended-upgrades", "needrestart", "debsums", "apt-listchanges", "libpam-tmpdir",
+    "acct", "sysstat", "rsyslog", "rkhunter", "fail2ban", "python3-systemd", "aide", "aide-common",
+]  # fmt: skip
+SECURITY_MIRROR = os.environ.get("DOCKGUARD_LAB_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+KEEP_LIST = "var/lib/dockguard-lab/keep-debs"  # names of the .debs the apt cache keeps
 # The SELinux VM (opt-in, `make lab-up SELINUX=1`): Debian's own SELinux policy, the
 # file system labelled when the image is built, booted permissive.
 SELINUX_PACKAGES = ["selinux-basics", "selinux-policy-default", "policycoreutils", "selinux-utils"]
@@ -178,7 +191,8 @@ def _key(*parts: str) -> str:
 
 def rootfs_dir(suite: str) -> Path:
     """The debootstrap result of one release, keyed by what goes into it; customised in place."""
-    return CACHE / f"rootfs-{_key(suite, MIRROR, *PACKAGES, *SUITE_PACKAGES[suite], 'keep', *keep_debs(suite))}"
+    parts = (suite, MIRROR, *PACKAGES, *SUITE_PACKAGES[suite], "keep", *keep_debs(suite))
+    return CACHE / f"rootfs-{_key(*parts, 'baseline', SECURITY_MIRROR, *BASELINE_DEBS)}"
 
 
 def keep_debs(suite: str) -> list[str]:
@@ -215,6 +229,7 @@ def build_rootfs(suite: str) -> Path:
             stdout=subprocess.DEVNULL)  # fmt: skip
         _make_test_image(tmp)
         _clean_apt_cache(tmp, keep_debs(suite))
+        _download_baseline(tmp, suite)
         (tmp / ".dockguard-complete").write_text(time.strftime("%F %T\n"))
         tmp.rename(root)
         log(f"root filesystem built in {time.monotonic() - t0:.0f}s")
@@ -225,12 +240,28 @@ def build_rootfs(suite: str) -> Path:
     return root
 
 
+def _download_baseline(root: Path, suite: str) -> None:
+    """The release's -security suite in the sources, and the OS baseline's .debs in the apt
+    cache (with docker.io's and the client's again: -security may hold newer ones)."""
+    (root / "etc/apt/sources.list").write_text(
+        f"deb {MIRROR} {suite} main\ndeb {SECURITY_MIRROR} {suite}-security main\n"
+    )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["chroot", str(root), "apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL)
+    run(["chroot", str(root), "apt-get", "install", "-y", "-qq", "--download-only", "--no-install-recommends",
+         *BASELINE_DEBS, *keep_debs(suite)], env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+    names = sorted({d.name.split("_", 1)[0] for d in (root / "var/cache/apt/archives").glob("*.deb")})
+    (root / KEEP_LIST).parent.mkdir(parents=True, exist_ok=True)
+    (root / KEEP_LIST).write_text("\n".join(names) + "\n")
+
+
 def _clean_apt_cache(root: Path, debs: list[str]) -> None:
-    """apt-get clean, keeping the packages ``debs``."""
+    """apt-get clean, keeping the packages ``debs`` (and those the image's KEEP_LIST names)."""
     archives = root / "var/cache/apt/archives"
     keep = root / "var/cache/dockguard-keep"
     keep.mkdir(parents=True, exist_ok=True)
-    for name in debs:
+    listed = (root / KEEP_LIST).read_text().split() if (root / KEEP_LIST).exists() else []
+    for name in [*debs, *listed]:
         for deb in archives.glob(f"{name}_*.deb"):
             deb.rename(keep / deb.name)
     run(["chroot", str(root), "apt-get", "clean"])

@@ -51,11 +51,15 @@ BASE = [
     "systemd-sysv", "udev", "dbus", "linux-image-amd64", "grub-pc-bin", "grub2-common", "initramfs-tools",
     "openssh-server", "sudo", "iproute2", "ca-certificates", "procps", "kmod", "less", "python3",
     "busybox-static",
+    # installed, not only cached: see labctl.VM_PACKAGES (aide-common's postinst under emulation)
+    "aide", "aide-common",
 ]  # fmt: skip
 # What the deploy installs on a box without Docker (docker_install) and without the host
 # controls' tools: kept as .deb files in the box's apt cache (the guests have no network).
-OFFLINE = {"bookworm": ["docker.io", "auditd", "apparmor", "apparmor-utils", "lynis"],
-           "trixie": ["docker.io", "docker-cli", "auditd", "apparmor", "apparmor-utils", "lynis"]}  # fmt: skip
+# The OS baseline's packages too (labctl.BASELINE_DEBS), with the -security suite in the sources.
+OFFLINE = {"bookworm": ["docker.io", "auditd", "apparmor", "apparmor-utils", "lynis", *labctl.BASELINE_DEBS],
+           "trixie": ["docker.io", "docker-cli", "auditd", "apparmor", "apparmor-utils", "lynis",
+                      *labctl.BASELINE_DEBS]}  # fmt: skip
 DISK_GB = 8
 NETWORK = """\
 [Match]
@@ -135,6 +139,9 @@ def build_box(machine: str) -> Path:
     run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE)}", suite, str(tree), MIRROR],
         stdout=subprocess.DEVNULL)  # fmt: skip
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    (tree / "etc/apt/sources.list").write_text(
+        f"deb {MIRROR} {suite} main\ndeb {labctl.SECURITY_MIRROR} {suite}-security main\n"
+    )
     run(["chroot", str(tree), "apt-get", "update", "-qq"], env=env)
     run(["chroot", str(tree), "apt-get", "install", "-y", "-qq", "--download-only", "--no-install-recommends",
          *OFFLINE[suite]], env=env, stdout=subprocess.DEVNULL)  # fmt: skip
