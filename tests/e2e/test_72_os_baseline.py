@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 
 DROPIN = "/etc/ssh/sshd_config.d/01-dockguard.conf"
 SSHD_OP = "SSH-7408: sshd drop-in /etc/ssh/sshd_config.d/01-dockguard.conf, checked with sshd -t and reloaded"
@@ -145,3 +146,32 @@ def test_published_ports_are_restricted_in_docker_user_and_containers_still_talk
     back = lab.apply(limit=host)
     assert back.rc == 0, back.stderr[-3000:]
     assert lab.ssh(host, "iptables -S DGD-PUB").strip() == "-N DGD-PUB"
+
+
+def test_the_firewall_survives_a_reboot(hardened_lab):
+    """dockguard-firewall.service puts the chains back at boot, before dockerd, which keeps
+    DOCKER-USER's content; the next run finds nothing to change."""
+    lab = hardened_lab
+    host = lab.of_kind("vm")[0]
+    data = {host: {"firewall_published_ports": {"tcp/8080": ["192.0.2.0/24"]}}}
+    r = lab.apply(limit=host, hosts=data)
+    assert r.rc == 0, r.stderr[-3000:]
+    boot = lab.ssh(host, "cat /proc/sys/kernel/random/boot_id").strip()
+    lab.ssh(host, "systemctl reboot", check=False, timeout=30)
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            if lab.ssh(host, "cat /proc/sys/kernel/random/boot_id", timeout=30).strip() != boot:
+                break
+        except (AssertionError, subprocess.TimeoutExpired):
+            pass
+        assert time.monotonic() < deadline, f"{host} did not come back within 600 s of its reboot"
+        time.sleep(5)
+    lab.ssh(host, "systemctl is-active --wait docker.service dockguard-firewall.service", timeout=300)
+    assert lab.ssh(host, "iptables -S INPUT").splitlines()[:2] == ["-P INPUT DROP", "-A INPUT -j DGD-INPUT"]
+    assert "-A DOCKER-USER -j DGD-PUB" in lab.ssh(host, "iptables -S DOCKER-USER")
+    assert "--ctorigdstport 8080 --ctdir ORIGINAL -j DROP" in lab.ssh(host, "iptables -S DGD-PUB")
+    again = lab.apply(limit=host, hosts=data)
+    assert again.rc == 0 and again.totals["success"] == 0, again.changed_ops(host)
+    back = lab.apply(limit=host)
+    assert back.rc == 0, back.stderr[-3000:]

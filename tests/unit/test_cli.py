@@ -511,3 +511,17 @@ def test_private_tmp_unless_what_the_service_needs_lives_under_tmp(tmp_path):
     in_tmp = _units(tmp_path, inventory="/tmp/site/site.py").splitlines()
     assert "PrivateTmp=no" in in_tmp and "RuntimeDirectory=dockguard-drift" in in_tmp
     assert any(line.startswith("Environment=") and '"TMPDIR=/run/dockguard-drift"' in line for line in in_tmp)
+
+
+def test_drift_names_os_baseline_operations_by_their_lynis_tests():
+    from dockguard import cli
+
+    assert cli.cis_of("SSH-7408: sshd drop-in /etc/ssh/sshd_config.d/01-dockguard.conf, checked") == "SSH-7408"
+    assert cli.cis_of("USB-1000/STRG-1846/NETW-3200/FILE-6430: kernel modules blacklisted") == (
+        "USB-1000/STRG-1846/NETW-3200/FILE-6430"
+    )
+    assert cli.cis_of("DEB-0280/0811/0831/0880, PKGS-7370, ACCT-9622/9626, HRDN-7230: tools") == (
+        "DEB-0280/0811/0831/0880, PKGS-7370, ACCT-9622/9626, HRDN-7230"
+    )
+    assert cli.cis_of("CIS 2.2: icc") == "2.2"
+    assert cli.cis_of("dockguard: something else") == "-"
