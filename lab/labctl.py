@@ -65,10 +65,7 @@ PACKAGES = [
     "apparmor-utils", "busybox-static", "ca-certificates", "procps", "kmod",
     "less", "iputils-ping",
 ]  # fmt: skip
-# AIDE comes installed on the VM image: aide-common's postinst registers its 215 rule files
-# with ucf one by one, about 15 minutes under the VM's software emulation (seconds here).
-# dockguard still configures it and builds its database; container hosts install it.
-VM_PACKAGES = ["linux-image-amd64", "initramfs-tools", "aide", "aide-common"]
+VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
 # Kept in the hosts' apt cache: a test removes docker.io and has dockguard install it
 # again (docker_install); the hosts have no network, so apt must find the package here.
 # (and the release's SUITE_PACKAGES: docker-cli, which a test removes too)
@@ -81,6 +78,11 @@ BASELINE_DEBS = [
     "libpam-pwquality", "unattended-upgrades", "needrestart", "debsums", "apt-listchanges", "libpam-tmpdir",
     "acct", "sysstat", "rsyslog", "rkhunter", "fail2ban", "python3-systemd", "aide", "aide-common",
 ]  # fmt: skip
+# The VM image comes with them installed (not configured): under its software emulation their
+# maintainer scripts take long (aide-common's alone registers 215 rule files with ucf one by
+# one, about 15 minutes), which make test cannot afford. The container hosts install them
+# with dockguard, from their apt cache; dockguard configures them everywhere.
+VM_PREINSTALLED = BASELINE_DEBS
 SECURITY_MIRROR = os.environ.get("DOCKGUARD_LAB_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 KEEP_LIST = "var/lib/dockguard-lab/keep-debs"  # names of the .debs the apt cache keeps
 # The SELinux VM (opt-in, `make lab-up SELINUX=1`): Debian's own SELinux policy, the
@@ -205,7 +207,8 @@ def _custom_key() -> str:
 
 def vm_dir(suite: str, selinux: bool = False) -> Path:
     extra = ["selinux", *SELINUX_PACKAGES, SELINUX_SEED_DROPIN] if selinux else []
-    return CACHE / f"vm-{_key(rootfs_dir(suite).name, _custom_key(), *VM_PACKAGES, SEED_UNIT, VM_NETWORK, *extra)}"
+    parts = (rootfs_dir(suite).name, _custom_key(), *VM_PACKAGES, *VM_PREINSTALLED, SEED_UNIT, VM_NETWORK, *extra)
+    return CACHE / f"vm-{_key(*parts)}"
 
 
 def ensure_tools() -> None:
@@ -329,7 +332,7 @@ def build_vm_image(suite: str, selinux: bool = False) -> Path:
             mounts.append(vroot / dst)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         run(["chroot", str(vroot), "apt-get", "update", "-qq"], env=env)
-        packages = VM_PACKAGES + (SELINUX_PACKAGES if selinux else [])
+        packages = VM_PACKAGES + VM_PREINSTALLED + (SELINUX_PACKAGES if selinux else [])
         run(["chroot", str(vroot), "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
             env=env, stdout=subprocess.DEVNULL)  # fmt: skip
         _clean_apt_cache(vroot, keep_debs(suite))

@@ -51,8 +51,8 @@ BASE = [
     "systemd-sysv", "udev", "dbus", "linux-image-amd64", "grub-pc-bin", "grub2-common", "initramfs-tools",
     "openssh-server", "sudo", "iproute2", "ca-certificates", "procps", "kmod", "less", "python3",
     "busybox-static",
-    # installed, not only cached: see labctl.VM_PACKAGES (aide-common's postinst under emulation)
-    "aide", "aide-common",
+    # the OS baseline's packages installed, not only cached: see labctl.VM_PREINSTALLED
+    *labctl.BASELINE_DEBS,
 ]  # fmt: skip
 # What the deploy installs on a box without Docker (docker_install) and without the host
 # controls' tools: kept as .deb files in the box's apt cache (the guests have no network).
