@@ -373,9 +373,13 @@ def _cidr_list(v: Any, where: str) -> str | None:
     if not isinstance(v, list) or not v:
         return f"{where}: a non-empty list of addresses or networks (CIDR), got {v!r}"
     for c in v:
+        # Digits, hex, '.', ':' and '/' only: no IPv6 scope id ("%eth0"), which Python accepts with
+        # any text after it, and which would reach iptables-restore and fail2ban's file as written.
+        if not isinstance(c, str) or not re.fullmatch(r"[0-9A-Fa-f.:/]+", c):
+            return f"{where}: {c!r} is not an address or network (CIDR, without a scope id)"
         try:
             ipaddress.ip_network(c, strict=False)
-        except (TypeError, ValueError):
+        except ValueError:
             return f"{where}: {c!r} is not an address or network (CIDR)"
     return None
 

@@ -49,7 +49,8 @@ class FirewallState(FactBase):
         parts = [
             "command -v iptables >/dev/null 2>&1 || { echo iptables=no; exit 0; }; echo iptables=yes; "
             "p=$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd); mkdir -p /run/sshd 2>/dev/null; "
-            '[ -x "$p" ] && "$p" -T 2>/dev/null | sed -n "s/^port /ssh_port=/p"; '
+            '[ -x "$p" ] && "$p" -T 2>/dev/null | sed -n -e "s/^port /ssh_port=/p" '
+            '-e "s/^listenaddress .*:\\([0-9]*\\)$/ssh_port=\\1/p"; '
             "systemctl is-enabled nftables.service >/dev/null 2>&1 && "
             "grep -qE '^[[:space:]]*flush[[:space:]]+ruleset' /etc/nftables.conf 2>/dev/null && echo nft_flush=yes; "
             "systemctl is-enabled dockguard-firewall.service >/dev/null 2>&1 && echo unit_enabled=yes; "
@@ -112,10 +113,16 @@ def _src(net: str | None) -> str:
     return f"-s {net} " if net else ""
 
 
+def drops(cfg: dict[str, Any], v: int) -> bool:
+    """Whether INPUT drops for IP version ``v``: only where firewall_ssh_sources lets SSH in over
+    it (an IPv4-only allowlist leaves IPv6's INPUT as it is, never closed to SSH)."""
+    return bool(cfg["firewall_input_drop"] and _nets(cfg["firewall_ssh_sources"], v))
+
+
 def rules(cfg: dict[str, Any], ssh_ports: list[int], v: int) -> dict[str, list[str]]:
     """{chain: the rules dockguard wants, exactly as ``iptables -S`` prints them}."""
     inp: list[str] = []
-    if cfg["firewall_input_drop"]:
+    if drops(cfg, v):
         icmp = "icmp" if v == 4 else "ipv6-icmp"
         inp += [
             f"-A {INPUT} -i lo -j ACCEPT",
@@ -125,7 +132,7 @@ def rules(cfg: dict[str, Any], ssh_ports: list[int], v: int) -> dict[str, list[s
             if v == 4
             else f"-A {INPUT} -p udp -m udp --sport 547 --dport 546 -j ACCEPT",
         ]
-        for port in sorted(set(ssh_ports or [22])):
+        for port in sorted(set(ssh_ports)):
             inp += [f"-A {INPUT} {_src(n)}-p tcp -m tcp --dport {port} -j ACCEPT" for n in _nets(
                 cfg["firewall_ssh_sources"], v)]  # fmt: skip
         if cfg["docker_tcp_listen"]:  # mutual TLS guards it (CIS 2.7): reachable as configured
@@ -157,26 +164,28 @@ def script(cfg: dict[str, Any], ssh_ports: list[int]) -> str:
     ]
     for v, tool in _TOOLS.items():
         want = rules(cfg, ssh_ports, v)
-        drop = cfg["firewall_input_drop"]
-        restore = "\\n".join(["*filter", f":{INPUT} - [0:0]", f":{PUB} - [0:0]", *want[INPUT], *want[PUB], "COMMIT"])
+        drop = drops(cfg, v)
+        restore = "\n".join(["*filter", f":{INPUT} - [0:0]", f":{PUB} - [0:0]", *want[INPUT], *want[PUB], "COMMIT"])
         body = [
             f"if command -v {tool} >/dev/null 2>&1 && {tool} -w 5 -S INPUT >/dev/null 2>&1; then",
-            f"  printf '{restore}\\n' | {tool}-restore -w 5 --noflush",
+            f"  {tool}-restore -w 5 --noflush <<'DOCKGUARD_RULES'",
+            restore,
+            "DOCKGUARD_RULES",
         ]
         if v == 4:  # dockerd creates DOCKER-USER at its start and keeps what is in it; it may start later
             body += [
                 f"  {tool} -w 5 -N DOCKER-USER 2>/dev/null || true",
                 f"  {tool} -w 5 -C DOCKER-USER -j {PUB} 2>/dev/null || {tool} -w 5 -I DOCKER-USER 1 -j {PUB}",
             ]
-        if drop:
+        if drop:  # appended: rules already in INPUT (fail2ban's bans) come first
             body += [
-                f"  {tool} -w 5 -C INPUT -j {INPUT} 2>/dev/null || {tool} -w 5 -I INPUT 1 -j {INPUT}",
+                f"  {tool} -w 5 -C INPUT -j {INPUT} 2>/dev/null || {tool} -w 5 -A INPUT -j {INPUT}",
                 f"  {tool} -w 5 -P INPUT DROP",
             ]
-        else:  # turned off: INPUT back to accepting, dockguard's jump gone (its chain stays, empty)
+        else:  # off (or no SSH source of this family): undo only what dockguard did, never open others' INPUT
             body += [
-                f"  {tool} -w 5 -P INPUT ACCEPT",
-                f"  while {tool} -w 5 -D INPUT -j {INPUT} 2>/dev/null; do :; done",
+                f"  if {tool} -w 5 -C INPUT -j {INPUT} 2>/dev/null; then {tool} -w 5 -P INPUT ACCEPT; "
+                f"while {tool} -w 5 -D INPUT -j {INPUT} 2>/dev/null; do :; done; fi",
             ]
         body.append("fi")
         lines += body
@@ -195,13 +204,13 @@ def problems(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
                 out.append(f"IPv{v} chain {chain} differs from dockguard's rules")
         if v == 4 and not fam["user_jump"]:
             out.append(f"IPv{v} DOCKER-USER does not jump to {PUB}")
-        wanted_policy = "DROP" if cfg["firewall_input_drop"] else "ACCEPT"
-        if cfg["firewall_input_drop"] and not fam["input_jump"]:
+        drop = drops(cfg, v)
+        if drop and not fam["input_jump"]:
             out.append(f"IPv{v} INPUT does not jump to {INPUT}")
-        if not cfg["firewall_input_drop"] and fam["input_jump"]:
+        if drop and fam["policy"] != "DROP":
+            out.append(f"IPv{v} INPUT policy is {fam['policy']}, not DROP")
+        if not drop and fam["input_jump"]:
             out.append(f"IPv{v} INPUT still jumps to {INPUT}")
-        if fam["policy"] != wanted_policy and (cfg["firewall_input_drop"] or fam["input_jump"]):
-            out.append(f"IPv{v} INPUT policy is {fam['policy']}, not {wanted_policy}")
     return out
 
 
@@ -217,6 +226,12 @@ def loaded(differs: list[str], enabled: bool):
     if not enabled:
         cmds.append("systemctl daemon-reload && systemctl enable dockguard-firewall.service >/dev/null 2>&1")
     yield StringCommand(hostlock.prefix() + " && ".join(cmds))
+
+
+@operation()
+def refused(why: str):
+    """Fail this host here, saying why (the areas before this one have run)."""
+    yield StringCommand(f"echo {shlex.quote('dockguard: ' + why)} >&2; exit 1")
 
 
 UNIT_TEXT = """\
@@ -257,6 +272,10 @@ def configure(ctx: Context) -> list:
         {SCRIPT: (script(cfg, live["ssh_ports"]), "755"), UNIT: (UNIT_TEXT, "644")},
         {SCRIPT: f"{LYNIS}: firewall script {SCRIPT}", UNIT: f"{LYNIS}: firewall boot unit dockguard-firewall.service"},
     )
+    if not live["ssh_ports"] and (drops(cfg, 4) or drops(cfg, 6)):
+        why = "sshd -T names no port here: INPUT would drop SSH; the firewall is not changed on this host"
+        drift(LYNIS, why)
+        return ops + [refused(name=f"{LYNIS}: SSH stays reachable", why=why)]
     differs = problems(live, cfg)
     ops.append(
         loaded(

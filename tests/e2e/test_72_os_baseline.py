@@ -25,10 +25,8 @@ def test_the_baseline_applies_twice_and_the_host_stays_reachable(hardened_lab):
         assert sshd_value(lab, host, "maxsessions") == "4"
         assert sshd_value(lab, host, "allowtcpforwarding") == "no"
         assert sshd_value(lab, host, "loglevel").lower() == "verbose"
-        assert lab.ssh(host, "iptables -S INPUT | head -n2").split("\n")[:2] == [
-            "-P INPUT DROP",
-            "-A INPUT -j DGD-INPUT",
-        ]
+        rules = lab.ssh(host, "iptables -S INPUT").splitlines()
+        assert rules[0] == "-P INPUT DROP" and "-A INPUT -j DGD-INPUT" in rules
         # sftp still works (pyinfra uploads over it): a new connection, a file round trip.
         lab.ssh(host, "test -x /usr/lib/openssh/sftp-server || test -x /usr/libexec/openssh/sftp-server")
 
@@ -168,7 +166,8 @@ def test_the_firewall_survives_a_reboot(hardened_lab):
         assert time.monotonic() < deadline, f"{host} did not come back within 600 s of its reboot"
         time.sleep(5)
     lab.ssh(host, "systemctl is-active --wait docker.service dockguard-firewall.service", timeout=300)
-    assert lab.ssh(host, "iptables -S INPUT").splitlines()[:2] == ["-P INPUT DROP", "-A INPUT -j DGD-INPUT"]
+    rules = lab.ssh(host, "iptables -S INPUT").splitlines()
+    assert rules[0] == "-P INPUT DROP" and "-A INPUT -j DGD-INPUT" in rules
     assert "-A DOCKER-USER -j DGD-PUB" in lab.ssh(host, "iptables -S DOCKER-USER")
     assert "--ctorigdstport 8080 --ctdir ORIGINAL -j DROP" in lab.ssh(host, "iptables -S DGD-PUB")
     again = lab.apply(limit=host, hosts=data)
