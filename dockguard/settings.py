@@ -735,12 +735,13 @@ SCHEMA: dict[str, Setting] = {
         ),
         Setting(
             "os_packages_tools", list,
-            ["needrestart", "debsums", "apt-listchanges", "libpam-tmpdir", "acct", "sysstat", "rsyslog",
-             "rkhunter", "fail2ban"],
+            ["needrestart", "debsums", "apt-listchanges", "acct", "sysstat", "rsyslog", "rkhunter", "fail2ban"],
             "DEB-0280/0811/0831/0880, PKGS-7370, ACCT-9622/9626, LOGG-2130, HRDN-7230",
             "Audit and maintenance tools installed and configured (needrestart only lists what needs a "
-            "restart; fail2ban guards sshd). apt-listbugs may be added: it is off by default because it asks "
-            "bugs.debian.org at every install and stops apt on a host that cannot reach it.",
+            "restart; fail2ban guards sshd). Opt-in, off by default: apt-listbugs asks bugs.debian.org at "
+            "every install and stops apt on a host that cannot reach it; libpam-tmpdir gives every session "
+            "its own TMPDIR (/tmp/user/UID, mode 0700), and pyinfra uploading as a login user then copying "
+            "with sudo looks for root's and fails (so do other tools that switch users).",
             check=_tools,
         ),
         Setting(

@@ -75,7 +75,7 @@ KEEP_DEBS = ["docker.io"]
 # so dockguard's installs run as on any host, from the cache. Downloaded with the
 # release's -security suite in the sources, as on a stock Debian host.
 BASELINE_DEBS = [
-    "libpam-pwquality", "unattended-upgrades", "needrestart", "debsums", "apt-listchanges", "libpam-tmpdir",
+    "libpam-pwquality", "unattended-upgrades", "needrestart", "debsums", "apt-listchanges",
     "acct", "sysstat", "rsyslog", "rkhunter", "fail2ban", "python3-systemd", "aide", "aide-common",
 ]  # fmt: skip
 # The VM image comes with them installed (not configured): under its software emulation their

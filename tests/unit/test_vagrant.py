@@ -359,7 +359,10 @@ def baseline_packages() -> set[str]:
     """What the OS baseline installs on a Debian host at its defaults (apt-listbugs is opt-in)."""
     from dockguard.operations import os_packages
 
-    return set(os_packages.KNOWN) - {"apt-listbugs"} | {"libpam-pwquality"}
+    from dockguard import settings
+
+    tools = os_packages.tool_packages(settings.SCHEMA["os_packages_tools"].default)
+    return {*tools, "unattended-upgrades", "aide", "aide-common", "libpam-pwquality"}
 
 
 def test_the_lab_images_carry_every_package_the_os_baseline_installs():
