@@ -105,7 +105,14 @@ accounts_no_core_dumps = True
 os_packages_security_repo = True
 os_packages_unattended_upgrades = True
 os_packages_tools = [
-    "needrestart", "debsums", "apt-listchanges", "acct", "sysstat", "rsyslog", "rkhunter", "fail2ban",
+    "needrestart",
+    "debsums",
+    "apt-listchanges",
+    "acct",
+    "sysstat",
+    "rsyslog",
+    "rkhunter",
+    "fail2ban",
 ]
 os_packages_aide = True
 os_packages_fail2ban_ignoreip = []
