@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
+from pyinfra.api import StringCommand, operation
+
 from dockguard import ROOT, TEMPLATES  # noqa: F401 - for the areas
 
 
@@ -17,6 +21,13 @@ def say(message: str) -> None:
     from pyinfra import host, logger
 
     logger.info(f"{host.print_prefix}{message}")
+
+
+@operation()
+def failed(why: str):
+    """Fail the current host at this place in the run, saying why (the areas before it have
+    run; the other hosts go on)."""
+    yield StringCommand(f"echo {shlex.quote('dockguard: ' + why)} >&2; exit 1")
 
 
 class Context:

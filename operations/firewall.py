@@ -32,7 +32,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from . import Context, content, drift, hostlock, warn
+from . import Context, content, drift, failed, hostlock, warn
 
 SCRIPT = "/usr/local/sbin/dockguard-firewall"
 UNIT = "/etc/systemd/system/dockguard-firewall.service"
@@ -228,12 +228,6 @@ def loaded(differs: list[str], enabled: bool):
     yield StringCommand(hostlock.prefix() + " && ".join(cmds))
 
 
-@operation()
-def refused(why: str):
-    """Fail this host here, saying why (the areas before this one have run)."""
-    yield StringCommand(f"echo {shlex.quote('dockguard: ' + why)} >&2; exit 1")
-
-
 UNIT_TEXT = """\
 # Managed by dockguard: puts dockguard's firewall chains in place at boot (Lynis FIRE-4508).
 [Unit]
@@ -275,7 +269,7 @@ def configure(ctx: Context) -> list:
     if not live["ssh_ports"] and (drops(cfg, 4) or drops(cfg, 6)):
         why = "sshd -T names no port here: INPUT would drop SSH; the firewall is not changed on this host"
         drift(LYNIS, why)
-        return ops + [refused(name=f"{LYNIS}: SSH stays reachable", why=why)]
+        return ops + [failed(name=f"{LYNIS}: SSH stays reachable", why=why)]
     differs = problems(live, cfg)
     ops.append(
         loaded(

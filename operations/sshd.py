@@ -28,7 +28,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from . import Context, content, drift, hostlock, say, warn
+from . import Context, content, drift, failed, hostlock, say, warn
 
 DROPIN = "/etc/ssh/sshd_config.d/01-dockguard.conf"
 APPLIED = "/var/lib/dockguard/sshd-applied"
@@ -152,12 +152,6 @@ def dropin(text: str, digest: str | None, applied: str | None, unit: str | None)
         f'; the previous sshd configuration was restored and sshd was not reloaded" >&2; exit 1; fi; '
         f"rm -f {q(backup)}; " + reload
     )
-
-
-@operation()
-def failed(why: str):
-    """Fail this host here, saying why (the areas before this one have run)."""
-    yield StringCommand(f"echo {shlex.quote('dockguard: ' + why)} >&2; exit 1")
 
 
 def configure(ctx: Context) -> list:
