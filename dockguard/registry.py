@@ -43,6 +43,7 @@ SECCOMP_PROFILE = "/etc/docker/seccomp/dockguard.json"
 TLS_DIR = "/etc/docker/tls"
 CA_CERT, SERVER_CERT, SERVER_KEY = f"{TLS_DIR}/ca.pem", f"{TLS_DIR}/server-cert.pem", f"{TLS_DIR}/server-key.pem"
 AUDIT_RULES = "/etc/audit/rules.d/dockguard-docker.rules"
+AUDIT_RUNTIME_UNIT = "/etc/systemd/system/dockguard-audit-runtime.service"
 APPARMOR_PROFILE = "/etc/apparmor.d/dockguard-default"
 LYNIS_PROFILE = "/etc/lynis/dockguard.prf"
 CERTS_D = "/etc/docker/certs.d"
@@ -73,6 +74,9 @@ PATHS: tuple[Path, ...] = (
     Path(SECCOMP_PROFILE, "2.17", "2.18", template="etc/docker/seccomp/dockguard.json.j2", rollback=True),
     Path(SOCKET_DROPIN, "3.3/3.4", mode="644", template="etc/systemd/system/docker.socket.d/dockguard.conf.j2"),
     Path(AUDIT_RULES, "1.1", mode="640", template="etc/audit/rules.d/dockguard-docker.rules.j2"),
+    Path(
+        AUDIT_RUNTIME_UNIT, "1.1", mode="644", template="etc/systemd/system/dockguard-audit-runtime.service.j2"
+    ),  # fmt: skip
     Path(APPARMOR_PROFILE, "5.1", mode="644", template="etc/apparmor.d/dockguard-default.j2"),
     Path(LYNIS_PROFILE, "1.2.1", mode="644", template="etc/lynis/dockguard.prf.j2"),
 )

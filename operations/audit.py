@@ -9,6 +9,11 @@ containerd path that exists on the host, loaded into the kernel and verified the
 * ``augenrules --load`` runs only when the file changed or the kernel's list
   (``auditctl -l``) lacks one of our watches; the load is then verified against
   the kernel's list, not the file.
+* A watch whose directory a service makes under /run after the boot loaded the rules
+  (/run/containerd/containerd.sock) is not in that file: at boot auditctl would refuse
+  it and stop loading every rules file at that line (auditd then does not start on
+  Debian 13). ``dockguard-audit-runtime.service`` loads it each time containerd or
+  dockerd starts, and the load below adds it after ``augenrules --load``.
 * Where auditd cannot run (a container host: the kernel refuses audit control
   from a container) the host says so, keeps the rules file for the day it runs
   elsewhere, and goes on. Immutable rules (``-e 2``) are reported: they change
@@ -17,6 +22,8 @@ containerd path that exists on the host, loaded into the kernel and verified the
 
 from __future__ import annotations
 
+import posixpath
+import re
 import shlex
 from typing import Any
 
@@ -29,6 +36,9 @@ from . import Context, content, drift, hostpaths, packages, platform, safe, warn
 from .dockerd import DAEMON_JSON
 
 RULES_FILE = registry.AUDIT_RULES
+RUNTIME_UNIT = registry.AUDIT_RUNTIME_UNIT
+RUNTIME_UNIT_NAME = RUNTIME_UNIT.rsplit("/", 1)[1]
+RUNTIME_TEMPLATE = registry.by_path(RUNTIME_UNIT).template
 RUNNING_OP = "CIS 1.1: auditd enabled and running"
 LOAD_OP = "CIS 1.1: audit rules loaded and verified in the kernel"
 KEY = "docker"
@@ -79,6 +89,25 @@ def rule_lines(watched: list[str]) -> list[str]:
     return [f"-w {p} -p wa -k {KEY}" for p in watched if watchable(p)]
 
 
+_UNIT_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
+
+
+def made_at_runtime(path: str) -> bool:
+    """Whether ``path``'s directory is made under /run by a service, after the boot loaded
+    the audit rules (/run/containerd/containerd.sock: /run/containerd is containerd's).
+    Such a watch is loaded by the runtime unit, whose ExecStart lines take it unquoted:
+    only a path of plain characters goes there (any other stays in the rules file)."""
+    parent = posixpath.dirname(path)
+    return parent.startswith(("/run/", "/var/run/")) and bool(_UNIT_SAFE.fullmatch(path))
+
+
+def split_rules(watched: list[str]) -> tuple[list[str], list[str]]:
+    """(rules for the rules file, loaded at boot; rules for the runtime unit)."""
+    boot = rule_lines([p for p in watched if not made_at_runtime(p)])
+    runtime = rule_lines([p for p in watched if made_at_runtime(p)])
+    return boot, runtime
+
+
 class AuditState(FactBase):
     """Whether this host can run auditd, its state, and the kernel's rule list."""
 
@@ -90,6 +119,7 @@ class AuditState(FactBase):
             "| sed -n -e 's/^ActiveState=/active=/p' -e 's/^UnitFileState=/enabled=/p'; "
             "if s=$(auditctl -s 2>&1); then echo status=ok; echo \"$s\" | sed -n 's/^enabled /audit_enabled=/p'; "
             'else echo "status=$(echo $s | head -c 200)"; fi; '
+            f"systemctl is-enabled {RUNTIME_UNIT_NAME} >/dev/null 2>&1 && echo runtime_unit=enabled; "
             "auditctl -l 2>/dev/null | sed 's/^/rule=/'; true"
         )
 
@@ -104,7 +134,7 @@ class AuditState(FactBase):
             if key == "rule":
                 if value != "No rules":
                     out["rules"].append(value)
-            elif key in ("installed", "container", "active", "enabled", "status", "audit_enabled"):
+            elif key in ("installed", "container", "active", "enabled", "status", "audit_enabled", "runtime_unit"):
                 out[key] = value
         out["available"] = out.get("status") == "ok"
         out["immutable"] = out.get("audit_enabled") == "2"
@@ -156,14 +186,23 @@ def running(live: dict[str, Any] | None = None):
     yield " && ".join(cmds)
 
 
+@operation()
+def runtime_unit():
+    """The runtime watches' unit enabled as its [Install] section says, systemd told of its
+    text (gate with ``_if``: the unit changed or is not enabled)."""
+    yield f"systemctl daemon-reload && systemctl reenable {RUNTIME_UNIT_NAME} >/dev/null 2>&1"
+
+
 def missing_rules(live: dict[str, Any], wanted: list[str]) -> list[str]:
     have = set(live.get("rules", []))
     return [r for r in wanted if r not in have]
 
 
 @operation()
-def loaded(wanted: list[str], live: dict[str, Any] | None = None):
-    """Load the rules (gate with ``_if``) and verify them in the kernel's list."""
+def loaded(wanted: list[str], live: dict[str, Any] | None = None, runtime: list[str] | None = None):
+    """Load the rules (gate with ``_if``) and verify them in the kernel's list. ``runtime``:
+    those of ``wanted`` that are not in the rules file (see :func:`made_at_runtime`), added
+    with auditctl after the file's load (which may begin with ``-D``)."""
     live = _current(live)
     reason = unavailable_reason(live)
     if reason:
@@ -177,8 +216,14 @@ def loaded(wanted: list[str], live: dict[str, Any] | None = None):
         host.noop("audit rules are immutable until reboot")
         return
     checks = " ".join(f'auditctl -l | grep -qxF -- {q} || missing="$missing; "{q};' for q in map(shlex.quote, wanted))
+    adds = "".join(
+        f"auditctl -l | grep -qxF -- {shlex.quote(r)} || auditctl {shlex.join(r.split())} >/dev/null || exit 1; "
+        for r in runtime or []
+    )
     yield StringCommand(
-        "augenrules --load >/dev/null || exit 1; missing=''; "
+        "augenrules --load >/dev/null || exit 1; "
+        + adds
+        + "missing=''; "
         + checks
         + ' if [ -n "$missing" ]; then '
         + "printf '%s\\n' \"dockguard: audit rules not in the kernel after loading:$missing\" >&2; exit 1; fi"
@@ -198,6 +243,7 @@ def configure(ctx: Context) -> list:
         warn(f"CIS 1.1: {why}")
         drift("1.1.3-1.1.18", why)
     wanted = rule_lines(watched)
+    boot, runtime = split_rules(watched)
     inst = packages.installed(
         name="CIS 1.1: auditd installed",
         present=live.get("installed") == "yes",
@@ -206,18 +252,27 @@ def configure(ctx: Context) -> list:
         dnf="audit",
     )
     # Content here, owner and mode (root:root 0640) with the other files (docker_files).
-    (rules,) = content.files(
+    rules, unit = content.files(
         {
             RULES_FILE: (
                 content.render(
                     "etc/audit/rules.d/dockguard-docker.rules.j2",
-                    rules=wanted,
+                    rules=boot,
                     upstream=sorted(upstream_paths(paths).items()),
                 ),
                 "640",
-            )
-        },  # fmt: skip
-        {RULES_FILE: "CIS 1.1.3-1.1.18: audit rules for Docker paths"},
+            ),
+            RUNTIME_UNIT: (content.render(RUNTIME_TEMPLATE, rules=runtime), "644"),
+        },
+        {
+            RULES_FILE: "CIS 1.1.3-1.1.18: audit rules for Docker paths",
+            RUNTIME_UNIT: f"CIS 1.1.4/1.1.8: {RUNTIME_UNIT_NAME}, the watches on paths made under /run at runtime",
+        },
+    )
+    unit_enabled = live.get("runtime_unit") == "enabled"
+    unit_on = runtime_unit(
+        name=f"CIS 1.1.4/1.1.8: {RUNTIME_UNIT_NAME} enabled",
+        _if=lambda: unit.did_change() or not unit_enabled,
     )
     run = running(name=RUNNING_OP, live=live)
     missing = missing_rules(live, wanted) if live.get("available") else []
@@ -231,7 +286,8 @@ def configure(ctx: Context) -> list:
     load = loaded(
         name=LOAD_OP,
         wanted=wanted,
+        runtime=runtime,
         live=live,
-        _if=lambda: stale or rules.did_change(),
+        _if=lambda: stale or rules.did_change() or unit.did_change(),
     )
-    return [inst, rules, run, load]
+    return [inst, rules, unit, unit_on, run, load]
