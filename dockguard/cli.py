@@ -462,14 +462,41 @@ def cmd_report(args) -> int:
     )  # fmt: skip
     code, why = report_exit(r.returncode, junit)
     if code != EXIT_UNCHECKED:
-        from . import report
+        from . import containers, report
 
         report.main([str(junit), "--cis", args.cis, "--json", str(out / "compliance.json"),
                      "--markdown", str(out / "compliance.md")])  # fmt: skip
-        print(f"\nreports: {junit}, {out / 'compliance.md'}, {out / 'compliance.json'}")
+        # The containers section: findings about workloads (they do not change the exit code; a
+        # host whose containers could not be read does: it was not checked).
+        audit = containers.run(args.inventory, [])
+        section = containers.markdown(audit)
+        print("\n" + section)
+        (out / "containers.xml").write_text(containers.junit(audit) + "\n")
+        with open(out / "compliance.md", "a") as f:
+            f.write("\n" + section + "\n")
+        data = json.loads((out / "compliance.json").read_text())
+        data["containers"] = {**audit, "exceptions": containers.EXCEPTIONS}
+        (out / "compliance.json").write_text(json.dumps(data, indent=2))
+        if containers.exit_code(audit) == EXIT_UNCHECKED:
+            code, why = EXIT_UNCHECKED, "the containers of a host could not be read (see the containers section)"
+        print(f"\nreports: {junit}, {out / 'containers.xml'}, {out / 'compliance.md'}, {out / 'compliance.json'}")
     else:
         print(r.stdout[-3000:] + r.stderr[-3000:], file=sys.stderr)
     print(f"{why}\nexit {code}")
+    return code
+
+
+def cmd_audit_containers(args) -> int:
+    from . import containers
+
+    result = containers.run(args.inventory, args.limit)
+    code = containers.exit_code(result, args.fail_on)
+    if args.junit:
+        Path(args.junit).write_text(containers.junit(result) + "\n")
+    if args.json:
+        print(json.dumps({**result, "exceptions": containers.EXCEPTIONS, "exit_code": code}, indent=2))
+    else:
+        print(containers.text(result, args.fail_on))
     return code
 
 
@@ -828,6 +855,15 @@ def parser() -> Parser:
         default=controls.DEFAULT_VERSION,
         help="CIS Docker Benchmark numbering of the IDs and test names shown (default %(default)s)",
     )
+    ac = sub.add_parser("audit-containers", help="audit every container against CIS sections 4 and 5 (read only)",
+                        epilog="exit 0: no finding of --fail-on or worse; 2: findings; 1: a host was not checked",
+                        formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+    ac.add_argument("inventory")
+    ac.add_argument("--limit", action="append", default=[], help="only this host, group or glob (repeatable)")
+    ac.add_argument("--json", action="store_true", help="machine-readable output")
+    ac.add_argument("--junit", help="also write JUnit XML here")
+    ac.add_argument("--fail-on", choices=("high", "medium", "low"), default="low",
+                    help="the least severity that counts for the exit code (default %(default)s)")  # fmt: skip
     t = sub.add_parser("install-timer", help="install a systemd service and timer that run the drift check")
     t.add_argument("inventory")
     t.add_argument("--fix", action="store_true")
@@ -874,7 +910,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "days", 1) < 1 or getattr(args, "client_days", 1) < 1:
         p.error("--days must be at least 1")
     return {"apply": cmd_apply, "drift": cmd_drift, "report": cmd_report, "install-timer": cmd_install_timer,
-            "cron-line": cmd_cron_line, "pki": cmd_pki}[args.cmd](args)  # fmt: skip
+            "cron-line": cmd_cron_line, "pki": cmd_pki,
+            "audit-containers": cmd_audit_containers}[args.cmd](args)  # fmt: skip
 
 
 if __name__ == "__main__":
