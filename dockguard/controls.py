@@ -117,7 +117,7 @@ CONTROLS = [
     Control("2.10", "Default cgroup parent confirmed", "choice", "test_cis_2_10_"),
     Control("2.11", "Base device size not changed", "auto", "test_cis_2_11_"),
     Control("2.12", "Authorization plugin for client commands", "choice", "test_cis_2_12_",
-            "docker_authorization_plugins"),
+            "docker_authz_policy (auto: dockguard-authz), docker_authorization_plugins"),
     Control("2.13", "Centralised and rotated logging", "choice", "test_cis_2_13_",
             "docker_log_driver, docker_log_opts"),
     Control("2.14", "Containers cannot gain new privileges", "auto", "test_cis_2_14_"),

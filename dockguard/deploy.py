@@ -26,6 +26,7 @@ from .operations import (
     Context,
     accounts,
     audit,
+    authz,
     checked,
     docker_files,
     docker_group,
@@ -45,7 +46,9 @@ from .operations import (
 AREAS = (
     ("lynis", lynis.baseline_area),  # CIS 1.2.1: a first audit of a host never audited
     ("mac", mac.configure),  # CIS 5.1/5.2: AppArmor profile loaded and enforced, or SELinux enforcing
+    ("authz", authz.configure),  # CIS 2.12: dockguard-authz listening before dockerd restarts with it
     ("dockerd", dockerd.configure),  # CIS 2: daemon.json, drop-in, TLS, userns; restart only when needed
+    ("authz", authz.cleanup),  # CIS 2.12: with docker_authz_policy off, the plugin removed once unused
     ("files", docker_files.configure),  # CIS 3: owner and mode of files, sockets, units and certificates
     ("audit", audit.configure),  # CIS 1.1.3-1.1.18: audit watches, loaded and verified
     ("docker_group", docker_group.configure),  # CIS 1.1.2: docker group members

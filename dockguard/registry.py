@@ -114,9 +114,16 @@ OS_FILES = (
 )  # fmt: skip
 
 
+# dockguard-authz (operations/authz.py, CIS 2.12): the plugin, its policy and units.
+AUTHZ_FILES = (
+    "/usr/local/lib/dockguard/dockguard-authz.py", "/etc/docker/dockguard-authz.json",
+    "/etc/systemd/system/dockguard-authz.socket", "/etc/systemd/system/dockguard-authz.service",
+)  # fmt: skip
+
+
 def managed_files() -> tuple[str, ...]:
     """Every file whose content dockguard renders or removes (digests read in one command)."""
-    return tuple(p.path for p in PATHS if p.template or p.path == LEGACY_DROPIN) + OS_FILES
+    return tuple(p.path for p in PATHS if p.template or p.path == LEGACY_DROPIN) + OS_FILES + AUTHZ_FILES
 
 
 def mode_rules() -> list[Path]:

@@ -420,9 +420,11 @@ def _tools(value: list) -> str | None:
     return f"unknown tool {unknown[0]!r} (one of {', '.join(OS_TOOLS)})" if unknown else None
 
 
+AUTHZ_PLUGIN = "dockguard-authz"  # the plugin docker_authz_policy installs
+
 # The control areas of dockguard/deploy.py, by the names dockguard_disabled_areas takes.
 AREAS = (
-    "lynis", "mac", "dockerd", "files", "audit", "docker_group",
+    "lynis", "mac", "authz", "dockerd", "files", "audit", "docker_group",
     "sshd", "kernel", "os_packages", "accounts", "firewall",
 )  # fmt: skip
 
@@ -444,6 +446,47 @@ def _plugin_names(value: list) -> str | None:
     for v in value:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*(:[A-Za-z0-9_.-]+)?$", v):
             return f"{v!r} is not a plugin name (NAME, or REPOSITORY/NAME:TAG)"
+    return None
+
+
+_AUTHZ_KEYS = ("rules", "host_paths", "capabilities", "exceptions")
+
+
+def _authz_policy(value: dict | None) -> str | None:
+    """docker_authz_policy: the dockguard-authz policy (see dockguard/authz_plugin.py)."""
+    from . import authz_plugin as az
+
+    if value is None:
+        return None
+    unknown = [k for k in value if k not in _AUTHZ_KEYS]
+    if unknown:
+        return f"unknown key {unknown[0]!r} (keys: {', '.join(_AUTHZ_KEYS)})"
+    for key in ("rules", "host_paths", "capabilities"):
+        if key in value and (not isinstance(value[key], list) or _strings(value[key])):
+            return f"{key}: a list of strings"
+    bad = [r for r in value.get("rules", []) if r not in az.RULES]
+    if bad:
+        return f"rules: unknown rule {bad[0]!r} (rules: {', '.join(az.RULES)})"
+    for path in value.get("host_paths", []):
+        if not path.startswith("/") or _bad_text(path):
+            return f"host_paths: {path!r} is not an absolute path of plain characters"
+    for cap in value.get("capabilities", []):
+        if not re.fullmatch(r"(CAP_)?[A-Za-z_]+", cap):
+            return f"capabilities: {cap!r} is not a capability name"
+    exceptions = value.get("exceptions", [])
+    if not isinstance(exceptions, list):
+        return "exceptions: a list of {'image': GLOB, 'label': 'KEY[=VALUE]', 'rules': [RULE, ...]}"
+    for i, exc in enumerate(exceptions):
+        if not isinstance(exc, dict) or not (set(exc) <= {"image", "label", "rules"}):
+            return f"exceptions[{i}]: a mapping of image, label and rules"
+        if not exc.get("image") and not exc.get("label"):
+            return f"exceptions[{i}]: needs an image (name, digest or glob) or a label (KEY or KEY=VALUE)"
+        for key in ("image", "label"):
+            if key in exc and (not isinstance(exc[key], str) or _bad_text(exc[key]) or not exc[key].strip()):
+                return f"exceptions[{i}].{key}: a non-empty string of plain characters"
+        rules = exc.get("rules", [])
+        if not isinstance(rules, list) or [r for r in rules if r not in az.RULES]:
+            return f"exceptions[{i}].rules: a list of rule names ({', '.join(az.RULES)})"
     return None
 
 
@@ -578,6 +621,22 @@ SCHEMA: dict[str, Setting] = {
             "Authorization plugins that vet every client command (must be installed on the host).",
             breaks="engines older than 23.0.15/25.0.6/26.1.5/27.1.1 have an authz bypass (CVE-2024-41110)",
             check=_plugin_names,
+        ),
+        Setting(
+            "docker_authz_policy", (dict, NoneType), None, "2.12",
+            "dockguard-authz, an authorization plugin dockguard installs, and its policy: None (off), or "
+            "{'rules': [...], 'host_paths': [...], 'capabilities': [...], 'exceptions': [{'image': GLOB, "
+            "'label': 'KEY=VALUE', 'rules': [...]}]}; {} takes the default rules (privileged, host paths, "
+            "host namespaces, root-like capabilities, seccomp/AppArmor unconfined). See docs/containers.md.",
+            breaks="containers the policy forbids cannot be created (exceptions by image or label); an engine "
+            "without the fixes of CVE-2024-41110 and CVE-2026-34040 can be bypassed (reported, CIS 2.12 fails)",
+            check=_authz_policy,
+        ),
+        Setting(
+            "docker_authz_failure_mode", str, "deny", "2.12",
+            "What dockguard-authz answers when it cannot decide (its policy file unreadable, a body it cannot "
+            "parse): deny, or allow (warned on every run). While its socket is stopped dockerd refuses every call.",
+            choices=("deny", "allow"),
         ),
         Setting(
             "docker_log_driver", str, "json-file", "2.13",
@@ -887,6 +946,8 @@ def resolve(data: Mapping[str, Any]) -> dict[str, Any]:
     """The settings for one host: defaults, overlaid with its data."""
     values = defaults()
     values.update({k: copy.deepcopy(data[k]) for k in SCHEMA if k in data})
+    if values["docker_authz_policy"] is not None and AUTHZ_PLUGIN not in values["docker_authorization_plugins"]:
+        values["docker_authorization_plugins"] = [*values["docker_authorization_plugins"], AUTHZ_PLUGIN]
     return values
 
 

@@ -982,6 +982,13 @@ def health_script(cfg: dict[str, Any], apparmor: bool = False, keep_running: boo
                 "containers that ran before the restart no longer run:$gone",
             )
         )
+    for plugin in cfg["docker_authorization_plugins"]:  # every call went through it: it is in use
+        checks.append(
+            (
+                "docker info --format '{{json .Plugins.Authorization}}' | grep -qF " + shlex.quote(json.dumps(plugin)),
+                f"the authorization plugin {plugin} is not in use",
+            )
+        )
     if apparmor:
         checks.append(
             (

@@ -31,6 +31,10 @@ dockguard_lock_wait = 60  # seconds to wait for another dockguard run on the sam
 docker_cgroup_parent = None
 # CIS 2.12
 docker_authorization_plugins = []
+# CIS 2.12: dockguard-authz, an authorization plugin with a policy (None: not installed). {} takes
+# the default rules; see docs/containers.md.
+docker_authz_policy = None
+docker_authz_failure_mode = "deny"
 # CIS 2.13: container logs and their rotation
 docker_log_driver = "json-file"
 docker_log_max_size = "10m"

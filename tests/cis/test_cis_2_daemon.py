@@ -108,12 +108,32 @@ def test_cis_2_11_base_device_size_unchanged(host, daemon_json):
     assert "dm.basesize" not in dockerd_args(host)
 
 
-def test_cis_2_12_authorization_plugins(cfg, docker_info):
+def test_cis_2_12_authorization_plugins(host, cfg, docker_info, record_property):
     if not cfg["docker_authorization_plugins"]:
         pytest.skip(
-            "CIS 2.12: no authorization plugin is configured (docker_authorization_plugins): an operator decision"
+            "CIS 2.12: no authorization plugin is configured (docker_authorization_plugins or "
+            "docker_authz_policy): an operator decision"
         )
     assert set(cfg["docker_authorization_plugins"]) <= set(docker_info["Plugins"].get("Authorization") or [])
+    if cfg["docker_authz_policy"] is None:
+        return
+    from dockguard.operations import authz
+
+    from dockguard import authz_plugin
+
+    # The policy is a control only where the engine has no known authorization bypass.
+    state = authz.AuthzState().process(host.run(authz.AuthzState().command()).stdout.splitlines())
+    bypass = authz.unfixed(state)
+    assert not bypass, (
+        f"the dockguard-authz policy is not a control on {state['package'] or 'dockerd'} {state['version']}: "
+        + "; ".join(f"{c} unfixed ({authz.BYPASSES[c][0]})" for c in bypass)
+    )
+    # It decides: a container its rules forbid is refused by the plugin, not created.
+    rules = authz_plugin.policy_defaults(cfg["docker_authz_policy"])["rules"]
+    if "privileged" in rules:
+        out = host.run("docker create --pull never --privileged dockguard-authz-probe:none true")
+        assert out.rc != 0 and "authorization denied by plugin dockguard-authz" in out.stderr, out.stderr
+    record_property("dockguard_note", "auto: dockguard-authz enforces docker_authz_policy")
 
 
 def test_cis_2_13_log_rotation(host, cfg, daemon_json, docker_info):

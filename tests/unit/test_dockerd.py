@@ -330,6 +330,8 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "dockguard_mac": "CIS 5.1/5.2 (mac), and selinux-enabled in daemon.json",
         "dockguard_allow_reboot": "CIS 5.2 (mac)",
         "docker_daemon_extra_trust": "an opt-in for docker_daemon_extra keys, checked by the schema (settings)",
+        "docker_authz_policy": "CIS 2.12 (authz), and dockguard-authz in authorization-plugins",
+        "docker_authz_failure_mode": "CIS 2.12 (authz)",
     }
     # The OS baseline areas own their settings, by prefix (one module each).
     elsewhere.update({n: "OS baseline (operations/" + n.split("_")[0] + ")" for n in settings.SCHEMA if n.startswith(

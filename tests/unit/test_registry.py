@@ -40,7 +40,7 @@ def test_the_areas_tables_derive_from_the_registry():
     assert set(audit.AUDITED) == {p.path for p in registry.PATHS if p.audited}
     assert set(content.MANAGED) == {p.path for p in registry.PATHS if p.template} | {registry.LEGACY_DROPIN} | set(
         registry.OS_FILES
-    )
+    ) | set(registry.AUTHZ_FILES)
     assert set(hostpaths.PATHS) == {p.path for p in registry.PATHS if p.mode or p.audited} | set(
         registry.UPSTREAM_BINS.values()
     )
@@ -72,7 +72,7 @@ def test_areas_a_setting_can_switch_off_are_the_deploys_areas():
     assert settings.AREAS == deploy.AREA_NAMES
     assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewall"]}) == []
     assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewal"]}) == [
-        "dockguard_disabled_areas: unknown area 'firewal' (areas: lynis, mac, dockerd, files, audit, docker_group, "
+        "dockguard_disabled_areas: unknown area 'firewal' (areas: lynis, mac, authz, dockerd, files, audit, docker_group, "
         "sshd, kernel, os_packages, accounts, firewall)"
     ]
 
