@@ -38,6 +38,7 @@ from .operations import (
     os_packages,
     packages,
     platform,
+    registries,
     sshd,
 )
 
@@ -49,6 +50,7 @@ AREAS = (
     ("authz", authz.configure),  # CIS 2.12: dockguard-authz listening before dockerd restarts with it
     ("dockerd", dockerd.configure),  # CIS 2: daemon.json, drop-in, TLS, userns; restart only when needed
     ("authz", authz.cleanup),  # CIS 2.12: with docker_authz_policy off, the plugin removed once unused
+    ("registries", registries.configure),  # CIS 3.7/3.8: registry CAs and client certificates in certs.d
     ("files", docker_files.configure),  # CIS 3: owner and mode of files, sockets, units and certificates
     ("audit", audit.configure),  # CIS 1.1.3-1.1.18: audit watches, loaded and verified
     ("docker_group", docker_group.configure),  # CIS 1.1.2: docker group members

@@ -409,6 +409,30 @@ def sign_server_csr(directory: Path, csr_pem: bytes, cn: str, dns: list[str], ip
     return _pem(cert)
 
 
+def sign_client_csr(directory: Path, csr_pem: bytes, cn: str, days: int) -> bytes:
+    """Sign a host's CSR for a client certificate (a registry's mutual TLS): clientAuth only,
+    no names but the CN. Only the request's public key is used."""
+    csr = x509.load_pem_x509_csr(csr_pem)
+    if not csr.is_signature_valid:
+        raise ValueError("the host's certificate request has an invalid signature")
+    return _pem(_sign(directory, csr.public_key(), cn, [], [], days, client=True))
+
+
+def client_cert_problem(cert_pem: str | None, ca_pem: bytes, renew_days: int) -> str | None:
+    """Why a host's client certificate must be (re)issued, or None."""
+    if not cert_pem:
+        return "no client certificate"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    except (InvalidSignature, ValueError, TypeError):
+        return "the client certificate does not parse or was not issued by the dockguard CA"
+    left = _days_left(cert)
+    if left < renew_days:
+        return f"the client certificate expires in {left:.0f} days (renewed {renew_days} days before)"
+    return None
+
+
 # --------------------------------------------------------------------------- status and rotation
 
 

@@ -13,6 +13,7 @@ import copy
 import difflib
 import ipaddress
 import json
+import os
 import posixpath
 import re
 import threading
@@ -424,7 +425,7 @@ AUTHZ_PLUGIN = "dockguard-authz"  # the plugin docker_authz_policy installs
 
 # The control areas of dockguard/deploy.py, by the names dockguard_disabled_areas takes.
 AREAS = (
-    "lynis", "mac", "authz", "dockerd", "files", "audit", "docker_group",
+    "lynis", "mac", "authz", "dockerd", "registries", "files", "audit", "docker_group",
     "sshd", "kernel", "os_packages", "accounts", "firewall",
 )  # fmt: skip
 
@@ -487,6 +488,45 @@ def _authz_policy(value: dict | None) -> str | None:
         rules = exc.get("rules", [])
         if not isinstance(rules, list) or [r for r in rules if r not in az.RULES]:
             return f"exceptions[{i}].rules: a list of rule names ({', '.join(az.RULES)})"
+    return None
+
+
+_REGISTRY_KEYS = ("address", "ca", "client_certificate")
+
+
+def _trusted_registries(value: list) -> str | None:
+    """docker_registries: [{'address': HOST:PORT, 'ca': PEM file on the operator's machine,
+    'client_certificate': bool}]."""
+    from cryptography import x509
+
+    seen = set()
+    for i, reg in enumerate(value):
+        if not isinstance(reg, dict) or not set(reg) <= set(_REGISTRY_KEYS) or "address" not in reg:
+            return f"[{i}]: a mapping of {', '.join(_REGISTRY_KEYS)} (address required)"
+        address = reg["address"]
+        if not isinstance(address, str) or "/" in address or _registries([address]):
+            return f"[{i}].address: {address!r} is not HOST[:PORT] (the name docker pulls with)"
+        if address in seen:
+            return f"[{i}].address: {address!r} is listed twice"
+        seen.add(address)
+        if not isinstance(reg.get("client_certificate", False), bool):
+            return f"[{i}].client_certificate: True or False"
+        ca = reg.get("ca")
+        if ca is None:
+            if not reg.get("client_certificate"):
+                return f"[{i}]: names neither a ca nor client_certificate: there is nothing to configure"
+            continue
+        bad = _operator_dir(ca) if isinstance(ca, str) else "a path"
+        if bad:
+            return f"[{i}].ca: {bad}"
+        path = os.path.expanduser(ca)
+        try:
+            with open(path, "rb") as f:
+                x509.load_pem_x509_certificates(f.read())
+        except OSError as e:
+            return f"[{i}].ca: {ca!r} cannot be read on this machine ({e.strerror})"
+        except ValueError:
+            return f"[{i}].ca: {ca!r} holds no PEM certificate"
     return None
 
 
@@ -637,6 +677,14 @@ SCHEMA: dict[str, Setting] = {
             "What dockguard-authz answers when it cannot decide (its policy file unreadable, a body it cannot "
             "parse): deny, or allow (warned on every run). While its socket is stopped dockerd refuses every call.",
             choices=("deny", "allow"),
+        ),
+        Setting(
+            "docker_registries", list, [], "3.7/3.8",
+            "Private registries trusted over TLS: [{'address': 'HOST:PORT', 'ca': 'PEM file on this machine', "
+            "'client_certificate': True}]. The CA goes to /etc/docker/certs.d/ADDRESS/ca.crt; for mutual TLS the "
+            "host makes its own key there and the dockguard CA signs its client certificate (the registry must "
+            "trust that CA for clients). Credentials stay with `docker login`; dockguard keeps its files 0600.",
+            check=_trusted_registries,
         ),
         Setting(
             "docker_log_driver", str, "json-file", "2.13",

@@ -899,8 +899,8 @@ def preflight(hosts: list) -> None:
         problems = preflight_problems(live, cfg, plat, disk)
         if problems:
             bad.append((h, "; ".join(problems)))
-        elif cfg["docker_tcp_listen"]:
-            listening.append(cfg)
+        elif cfg["docker_tcp_listen"] or any(r.get("client_certificate") for r in cfg["docker_registries"]):
+            listening.append(cfg)  # the CA signs its server or registry client certificate
     for h, why in bad:
         refuse(h, why)
     if listening:

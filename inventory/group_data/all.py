@@ -35,6 +35,8 @@ docker_authorization_plugins = []
 # the default rules; see docs/containers.md.
 docker_authz_policy = None
 docker_authz_failure_mode = "deny"
+# CIS 3.7/3.8: private registries trusted over TLS (their CA, and a client certificate for mutual TLS)
+docker_registries = []
 # CIS 2.13: container logs and their rotation
 docker_log_driver = "json-file"
 docker_log_max_size = "10m"

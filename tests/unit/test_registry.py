@@ -72,7 +72,7 @@ def test_areas_a_setting_can_switch_off_are_the_deploys_areas():
     assert settings.AREAS == deploy.AREA_NAMES
     assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewall"]}) == []
     assert settings.problems({"dockguard_disabled_areas": ["lynis", "firewal"]}) == [
-        "dockguard_disabled_areas: unknown area 'firewal' (areas: lynis, mac, authz, dockerd, files, audit, docker_group, "
+        "dockguard_disabled_areas: unknown area 'firewal' (areas: lynis, mac, authz, dockerd, registries, files, audit, docker_group, "
         "sshd, kernel, os_packages, accounts, firewall)"
     ]
 
