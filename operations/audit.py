@@ -12,8 +12,8 @@ containerd path that exists on the host, loaded into the kernel and verified the
 * A watch whose directory a service makes under /run after the boot loaded the rules
   (/run/containerd/containerd.sock) is not in that file: at boot auditctl would refuse
   it and stop loading every rules file at that line (auditd then does not start on
-  Debian 13). ``dockguard-audit-runtime.service`` loads it each time containerd or
-  dockerd starts, and the load below adds it after ``augenrules --load``.
+  Debian 13). ``dockguard-audit-runtime.service`` loads it once containerd is up (and
+  again when containerd restarts), and the load below adds it after ``augenrules --load``.
 * Where auditd cannot run (a container host: the kernel refuses audit control
   from a container) the host says so, keeps the rules file for the day it runs
   elsewhere, and goes on. Immutable rules (``-e 2``) are reported: they change

@@ -171,7 +171,9 @@ def test_the_firewall_survives_a_reboot(hardened_lab):
             pass
         assert time.monotonic() < deadline, f"{host} did not come back within 600 s of its reboot"
         time.sleep(5)
-    lab.ssh(host, "systemctl is-active --wait docker.service dockguard-firewall.service", timeout=300)
+    # (`is-active` does not wait: the boot's jobs are done once is-system-running answers.)
+    lab.ssh(host, "systemctl is-system-running --wait >/dev/null; systemctl is-active docker.service "
+                  "dockguard-firewall.service dockguard-audit-runtime.service", timeout=300)  # fmt: skip
     rules = lab.ssh(host, "iptables -S INPUT").splitlines()
     assert rules[0] == "-P INPUT DROP" and "-A INPUT -j DGD-INPUT" in rules
     assert "-A DOCKER-USER -j DGD-PUB" in lab.ssh(host, "iptables -S DOCKER-USER")

@@ -69,7 +69,7 @@ def test_a_watch_in_a_directory_made_at_runtime_is_loaded_by_the_runtime_unit():
     ]
     unit = content.render(audit.RUNTIME_TEMPLATE, rules=runtime)
     assert "ExecStart=-/sbin/auditctl -w /run/containerd/containerd.sock -p wa -k docker\n" in unit
-    assert "After=auditd.service audit-rules.service containerd.service docker.service\n" in unit
+    assert "After=auditd.service audit-rules.service containerd.service\nPartOf=containerd.service\n" in unit
     assert "WantedBy=containerd.service docker.service\n" in unit
     empty = content.render(audit.RUNTIME_TEMPLATE, rules=[])
     assert "ExecStart=/bin/true\n" in empty and "auditctl" not in empty.split("[Service]")[1]
