@@ -116,7 +116,7 @@ OS_FILES = (
 
 # dockguard-authz (operations/authz.py, CIS 2.12): the plugin, its policy and units.
 AUTHZ_FILES = (
-    "/usr/local/lib/dockguard/dockguard-authz.py", "/etc/docker/dockguard-authz.json",
+    "/usr/local/lib/dockguard-authz.py", "/etc/docker/dockguard-authz.json",
     "/etc/systemd/system/dockguard-authz.socket", "/etc/systemd/system/dockguard-authz.service",
 )  # fmt: skip
 

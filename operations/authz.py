@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import Any
 
 from pyinfra import host
@@ -160,14 +161,40 @@ UMask=0077
 """
 
 
+# Asks the plugin what dockerd asks first (/Plugin.Activate) through its socket: the plugin must
+# start and answer before dockerd is restarted with it (dockerd would not start otherwise).
+PROBE = (
+    "import json,socket,sys\n"
+    "s=socket.socket(socket.AF_UNIX);s.settimeout(10);s.connect(sys.argv[1])\n"
+    "s.sendall(b'POST /Plugin.Activate HTTP/1.0\\r\\nContent-Length: 0\\r\\n\\r\\n')\n"
+    "d=b''\n"
+    "while True:\n c=s.recv(65536)\n if not c: break\n d+=c\n"
+    "sys.exit(0 if json.loads(d.split(b'\\r\\n\\r\\n',1)[1])=={'Implements':['authz']} else 1)\n"
+)
+
+
+def probe_command() -> str:
+    return (
+        f"python3 -c {shlex.quote(PROBE)} {SOCKET} >/dev/null 2>&1 || {{ "
+        f"why=$(journalctl -u {NAME}.service -n 3 --no-pager -o cat 2>/dev/null | tr '\n' ' ' | cut -c1-400); "
+        f'echo "dockguard: {NAME} does not answer on {SOCKET} (dockerd is not restarted with it): $why" >&2; '
+        "exit 1; }"
+    )
+
+
 @operation()
 def running(live: dict[str, Any], changed: bool):
-    """The socket enabled and listening; the plugin restarted when its code or units changed
-    (gate with ``_if``: changed, or the socket not active or not enabled)."""
-    cmds = ["systemctl daemon-reload", f"systemctl enable --now {NAME}.socket >/dev/null 2>&1"]
+    """The socket enabled and listening, the plugin restarted when its code or units changed
+    (gate with ``_if``: changed, or the socket not active or not enabled), and answering."""
+    cmds = [
+        "systemctl daemon-reload",
+        f"systemctl reset-failed {NAME}.socket {NAME}.service >/dev/null 2>&1; true",
+        f"systemctl enable {NAME}.socket >/dev/null 2>&1",
+        f"systemctl restart {NAME}.socket",
+    ]
     if changed and live.get("service") in ("active", "activating", "deactivating"):
         cmds.append(f"systemctl restart {NAME}.service")
-    yield StringCommand(hostlock.prefix() + " && ".join(cmds))
+    yield StringCommand(hostlock.prefix() + " && ".join(cmds) + " && " + probe_command())
 
 
 @operation()

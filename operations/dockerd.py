@@ -1045,7 +1045,8 @@ def restart(
     journal = 'journalctl -u docker.service --since "@$t0" --no-pager -o cat 2>/dev/null'
     fail = (
         'reason=""; i=0; while [ $i -lt 10 ]; do '
-        f"reason=$({journal} | grep -m1 -iE 'unable to configure|directives|failed to start daemon' | cut -c1-400); "
+        f"reason=$({journal} | grep -m1 -iE 'unable to configure|directives|failed to start daemon|"
+        "authorization plugin' | cut -c1-400); "
         '[ -n "$reason" ] && break; i=$((i+1)); sleep 0.5; done; '
         f"[ -n \"$reason\" ] || reason=$({journal} | grep -iE 'invalid|unknown|level=(error|fatal)' "
         "| tail -n1 | cut -c1-400); "

@@ -86,7 +86,7 @@ def test_the_audit_finds_exactly_what_each_container_breaks(hardened_lab):
         with lab.inventory() as inventory:
             text = subprocess.run([*AUDIT, inventory, "--limit", host, "--fail-on", "high"], cwd=ROOT,
                                   capture_output=True, text=True, timeout=600)  # fmt: skip
-        assert text.returncode == 2 and "CIS 5.31 high   Docker socket not mounted: mounts /var/run/docker.sock" \
+        assert text.returncode == 2 and "CIS 5.31  high   Docker socket not mounted: mounts /var/run/docker.sock" \
             in text.stdout, text.stdout  # fmt: skip
     finally:
         lab.ssh(host, "docker rm -f dg-ok dg-priv dg-hostnet >/dev/null 2>&1; docker network rm dg-audit >/dev/null")

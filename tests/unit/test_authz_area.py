@@ -36,7 +36,7 @@ def test_a_policy_turns_the_plugin_on_in_daemon_json_and_validates():
     assert settings.resolve({})["docker_authorization_plugins"] == []
     text = json.loads(authz.policy_text(cfg))
     assert text["rules"][0] == "privileged" and text["exceptions"] == [{"image": "ci/*", "rules": ["privileged"]}]
-    assert "ExecStart=/usr/bin/python3 /usr/local/lib/dockguard/dockguard-authz.py /etc/docker/dockguard-authz.json " \
+    assert "ExecStart=/usr/bin/python3 /usr/local/lib/dockguard-authz.py /etc/docker/dockguard-authz.json " \
            "deny\n" in authz.service_text(cfg)  # fmt: skip
 
 

@@ -135,3 +135,22 @@ def test_the_server_answers_and_its_failure_mode_applies_when_the_policy_is_unre
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_areas_probe_asks_the_plugin_what_dockerd_asks_first(tmp_path):
+    """operations/authz.py checks the plugin answers before dockerd restarts with it."""
+    import subprocess
+    import sys
+
+    from dockguard.operations import authz
+
+    (tmp_path / "policy.json").write_text("{}")
+    path = str(tmp_path / "authz.sock")
+    server = az.serve(str(tmp_path / "policy.json"), "deny", path=path)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert subprocess.run([sys.executable, "-c", authz.PROBE, path], timeout=30).returncode == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert subprocess.run([sys.executable, "-c", authz.PROBE, path], capture_output=True, timeout=30).returncode != 0
