@@ -165,3 +165,35 @@ def test_exit_codes_text_junit_and_markdown():
     md = containers.markdown(unchecked)
     assert "| bad | nginx:1 | 5.4 | high | not privileged | runs --privileged |" in md
     assert "- **dh2**: no containers" in md and "- **dh3**: UNCHECKED: ssh: timed out" in md
+
+
+def test_the_disk_gives_the_daemons_findings_on_a_recorded_host():
+    """The same host recorded with dockerd answering and with it stopped (facts/
+    containers.ContainerAudit): the audit finds the same things either way."""
+    import json
+    from pathlib import Path
+
+    base = Path(__file__).parent / "facts/containers.ContainerAudit"
+    daemon = json.loads((base / "daemon_one_container.json").read_text())["fact"]
+    disk = json.loads((base / "daemon_stopped_read_from_disk.json").read_text())["fact"]
+    assert (daemon["source"], disk["source"]) == ("daemon", "disk")
+
+    def fails(fact):
+        return {c["container"]: {r["cis"]: r["status"] for r in c["results"]} for c in containers.audit(fact)}
+
+    assert fails(daemon) == fails(disk)
+    assert {k for k, v in fails(daemon)["fx-priv"].items() if v == "FAIL"} >= {"5.4", "5.30", "5.31"}
+
+
+def test_output_cut_short_or_not_base64_fails_that_host_only():
+    import pytest
+    from dockguard.operations.containers import ContainerAudit
+    from pyinfra.api.exceptions import FactProcessError
+
+    with pytest.raises(FactProcessError, match="cut short"):
+        ContainerAudit().process(["source=daemon", "containers=W10="])
+    with pytest.raises(FactProcessError, match="not base64"):
+        ContainerAudit().process(["source=daemon", "containers=%%%", "end=1"])
+    with pytest.raises(FactProcessError, match="names no source"):
+        ContainerAudit().process(["end=1"])
+    assert ContainerAudit().process(["source=none", "end=1"])["containers"] == []
