@@ -66,7 +66,11 @@ AREA_NAMES = tuple(dict.fromkeys(name for name, _ in AREAS))
 
 
 def harden(ctx: Context) -> None:
-    for name, area in AREAS:
+    # pyinfra tells operations apart by the line numbers of their call stacks, not the files:
+    # two areas calling an operation from the same line numbers would be one operation to it,
+    # and ordered against each other differently on two hosts, a cycle. host.loop adds each
+    # area's place in AREAS to its operations' order.
+    for name, area in host.loop(AREAS):
         if ctx.enabled(name):
             ctx.changed += area(ctx)
 

@@ -60,7 +60,8 @@ class AuthzState(FactBase):
             "done; "
             "for f in /usr/share/doc/docker.io/changelog.Debian.gz; do [ -f $f ] && "
             "zcat $f | grep -oE 'CVE-[0-9]{4}-[0-9]+' | sort -u | sed 's/^/cve=/'; done; "
-            f"for f in {files}; do [ -e $f ] && echo file=$f; done; true"
+            f"for f in {files}; do [ -e $f ] && echo file=$f; done; "
+            f"[ -f {PLUGIN} ] && echo plugin_mode=$(stat -c '%U:%G %a' {PLUGIN}); true"
         )
 
     @staticmethod
@@ -69,7 +70,8 @@ class AuthzState(FactBase):
 
     def process(self, output: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"python": False, "socket": "", "socket_enabled": False, "service": "",
-                               "version": None, "package": None, "changelog_cves": [], "files": []}  # fmt: skip
+                               "version": None, "package": None, "changelog_cves": [], "files": [],
+                               "plugin_mode": None}  # fmt: skip
         for line in output:
             key, _, value = line.partition("=")
             if key == "python":
@@ -86,6 +88,8 @@ class AuthzState(FactBase):
                 out["changelog_cves"].append(value)
             elif key == "file" and value in FILES:
                 out["files"].append(value)
+            elif key == "plugin_mode":
+                out["plugin_mode"] = value
         return out
 
 
@@ -137,6 +141,9 @@ def service_text(cfg: dict[str, Any]) -> str:
 Description=dockguard-authz (Docker authorization plugin, CIS 2.12)
 Requires={NAME}.socket
 After={NAME}.socket
+# No start limit: a plugin that fails is tried again on the next call, and its socket never
+# gives up listening (a socket that failed would make dockerd refuse every call).
+StartLimitIntervalSec=0
 
 [Service]
 ExecStart=/usr/bin/python3 {PLUGIN} {POLICY} {mode}
@@ -187,6 +194,7 @@ def running(live: dict[str, Any], changed: bool):
     """The socket enabled and listening, the plugin restarted when its code or units changed
     (gate with ``_if``: changed, or the socket not active or not enabled), and answering."""
     cmds = [
+        f"chown root:root {PLUGIN} && chmod 755 {PLUGIN}",  # its DynamicUser reads it
         "systemctl daemon-reload",
         f"systemctl reset-failed {NAME}.socket {NAME}.service >/dev/null 2>&1; true",
         f"systemctl enable {NAME}.socket >/dev/null 2>&1",
@@ -254,7 +262,9 @@ def configure(ctx: Context) -> list:
     code = [f for f in files if f is not files[1]]  # a policy change is read by the running plugin
     if live["socket"] != "active" or not live["socket_enabled"]:
         drift("2.12", f"{NAME}.socket is {live['socket'] or 'not installed'}", f"{OP}: socket listening")
-    ready = live["socket"] == "active" and live["socket_enabled"]
+    if live["plugin_mode"] not in (None, "root:root 755"):
+        drift("2.12", f"{PLUGIN} is {live['plugin_mode']}, not root:root 755", f"{OP}: socket listening")
+    ready = live["socket"] == "active" and live["socket_enabled"] and live["plugin_mode"] in (None, "root:root 755")
     ops.append(
         running(
             name=f"{OP}: socket listening, plugin current",

@@ -678,8 +678,16 @@ def hung(live: dict[str, Any]) -> str | None:
     if not stopped and live.get("info_rc") != 124:
         return None
     why = "is stopped (SIGSTOP or a debugger)" if stopped else f"did not answer docker info within {INFO_TIMEOUT} s"
+    conf = _current_daemon_json(live)
+    plugins = conf.get("authorization-plugins") if isinstance(conf, dict) else None
+    hint = ""
+    if not stopped and isinstance(plugins, list) and plugins:
+        # dockerd asks its authorization plugins about every call, and retries one that does not answer.
+        names = ", ".join(str(p) for p in plugins)
+        start = "systemctl start dockguard-authz.socket" if "dockguard-authz" in plugins else "start it"
+        hint = f" (every call waits for its authorization plugins, {names}: if one is down, {start})"
     return (
-        f"dockerd (pid {live.get('main_pid')}) {why}: dockguard does not restart a daemon it cannot ask; "
+        f"dockerd (pid {live.get('main_pid')}) {why}{hint}: dockguard does not restart a daemon it cannot ask; "
         "find out why (systemctl status docker), then run again"
     )
 

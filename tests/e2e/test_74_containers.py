@@ -160,6 +160,19 @@ def test_the_policy_refuses_what_it_forbids_and_survives_restarts(hardened_lab, 
         r = lab.apply(limit=fixed, hosts=data)
         assert r.rc == 0, r.stderr[-3000:]
         assert DENIED in run("--privileged --userns host").stderr
+        # The plugin unreadable by its DynamicUser (an admin's chmod): the next run puts its mode back.
+        lab.ssh(host, "chmod 600 /usr/local/lib/dockguard-authz.py && systemctl stop dockguard-authz.service")
+        r = lab.apply(limit=fixed, hosts=data)
+        assert r.rc == 0 and "CIS 2.12: dockguard-authz: socket listening, plugin current" in r.changed_ops(fixed)
+        assert run("").returncode == 0 and DENIED in run("--privileged --userns host").stderr
+        # Its socket stopped by hand: dockerd refuses every call, and the run says why and how, for
+        # that host alone; once started again, all is well.
+        lab.ssh(host, "systemctl stop dockguard-authz.socket dockguard-authz.service")
+        r = lab.apply(limit=[fixed, bypassable], hosts=data)
+        assert r.rc != 0 and r.out["results"]["failed_hosts"] == [fixed], r.stderr[-3000:]
+        assert "systemctl start dockguard-authz.socket" in r.stderr
+        lab.ssh(host, "systemctl start dockguard-authz.socket")
+        assert lab.apply(limit=[fixed, bypassable], hosts=data).totals["success"] == 0
         # CIS 2.12 is checked, not assumed: it passes where the engine is fixed, and fails where not.
         _, _, results = lab.cis(tmp_path / "cis.xml", hosts=data, keyword="authorization_plugins")
         # (named by its CIS 1.8.0 ID, 2.13, unless run with --cis 1.6)

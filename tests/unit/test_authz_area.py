@@ -62,8 +62,8 @@ def test_the_fact_reads_units_engine_and_changelog():
     out = authz.AuthzState().process([
         "python=yes", "socket=active", "socket_enabled=yes", "service=inactive", "version=26.1.5",
         "package=docker.io", "cve=CVE-2026-34040", "cve=CVE-$(x)", "file=/etc/docker/dockguard-authz.json",
-        "file=/etc/passwd",
+        "file=/etc/passwd", "plugin_mode=root:root 600",
     ])  # fmt: skip
     assert out == {"python": True, "socket": "active", "socket_enabled": True, "service": "inactive",
                    "version": "26.1.5", "package": "docker.io", "changelog_cves": ["CVE-2026-34040"],
-                   "files": ["/etc/docker/dockguard-authz.json"]}  # fmt: skip
+                   "files": ["/etc/docker/dockguard-authz.json"], "plugin_mode": "root:root 600"}  # fmt: skip
