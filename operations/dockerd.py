@@ -28,7 +28,7 @@ from pyinfra.api.exceptions import DeployError, FactProcessError
 
 from dockguard import compat, pki, registry, settings, systemd
 
-from . import Context, PerHost, content, drift, hostlock, platform, say, tls, userns, warn
+from . import Context, PerHost, content, drift, hostlock, platform, safe, say, tls, userns, warn
 
 DAEMON_JSON = registry.DAEMON_JSON
 DEFAULTS_FILE = "/etc/default/docker"
@@ -367,7 +367,12 @@ class DockerdState(FactBase):
             f'[ -n "$info" ] && {{ b bridge; timeout {INFO_TIMEOUT} docker network inspect bridge '
             f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
             f'[ -z "$info" ] && command -v dockerd >/dev/null 2>&1 && {{ b version; '
-            f"timeout {INFO_TIMEOUT} dockerd --version 2>/dev/null {_B64}; }}; true"
+            f"timeout {INFO_TIMEOUT} dockerd --version 2>/dev/null {_B64}; }}; "
+            # No answer, and dockguard's authorization plugin installed: how it is (every call waits for it).
+            '[ -z "$info" ] && [ -f /etc/systemd/system/dockguard-authz.socket ] && { b authz; '
+            "{ systemctl is-active dockguard-authz.socket dockguard-authz.service | tr '\\n' ' '; "
+            "journalctl -u dockguard-authz.service -n 1 -o cat --no-pager 2>/dev/null; } | head -c 400 "
+            f"{_B64}; }}; true"
         )
 
     @staticmethod
@@ -447,6 +452,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "hard_limits": _hard_limits(raw.get("limits"), unit, raw.get("pid1_limits"), raw.get("pid1_caps") or ""),
         "info_rc": int(raw["info_rc"]) if raw.get("info_rc", "").isdigit() else None,
         "info_error": None,
+        "authz": " ".join((raw.get("authz") or "").split()) or None,
         "server_version": None,
         "engine_version": _engine_version(raw.get("version") or ""),
         "live_restore": None,
@@ -686,6 +692,11 @@ def hung(live: dict[str, Any]) -> str | None:
         names = ", ".join(str(p) for p in plugins)
         start = "systemctl start dockguard-authz.socket" if "dockguard-authz" in plugins else "start it"
         hint = f" (every call waits for its authorization plugins, {names}: if one is down, {start})"
+        if live.get("authz"):  # socket and service states, then the plugin's last journal line
+            hint = (
+                f" (every call waits for its authorization plugins, {names}; dockguard-authz socket and "
+                f"plugin: {safe.shown(live['authz'])[1:-1]}: start its socket, or mend what its journal says)"
+            )
     return (
         f"dockerd (pid {live.get('main_pid')}) {why}{hint}: dockguard does not restart a daemon it cannot ask; "
         "find out why (systemctl status docker), then run again"
