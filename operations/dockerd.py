@@ -422,7 +422,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
             else:
                 files[path] = text
         elif key in ("unit", "dockerd", "cli", "pid1_limits", "limits", "cmdline", "pstate", "listen", "info", "bridge",
-                     "version", "published"):  # fmt: skip
+                     "version", "published", "authz"):  # fmt: skip
             raw[key] = _b64(value, key)
         else:
             raw[key] = value
