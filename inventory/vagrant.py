@@ -52,7 +52,14 @@ MACHINES = {
         "ip": "192.168.56.12",
         # The OS baseline's promise on a VM host, as the deploy's own gate: a run that leaves
         # Lynis's hardening index below 85 fails (measured: 62 before dockguard, 88 after).
-        "data": {"docker_install": True, "docker_source": "distribution", "lynis_min_hardening_index": 85},
+        # CI's run (lab/vagrant-test.sh) sets DOCKGUARD_LYNIS_BASELINE=0: only the gate's audit, one
+        # emulated Lynis run (about 9 minutes) instead of two; the stock figure was measured once.
+        "data": {
+            "docker_install": True,
+            "docker_source": "distribution",
+            "lynis_min_hardening_index": 85,
+            "lynis_baseline": os.environ.get("DOCKGUARD_LYNIS_BASELINE", "1") != "0",
+        },
     },
     "ubuntu2404": {
         "family": "debian_family",

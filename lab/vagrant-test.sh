@@ -29,7 +29,9 @@ vagrant ssh debian12 -c 'cat /etc/os-release | head -n 1; id' 2>/dev/null | tr -
 
 step "pyinfra -y inventory/vagrant.py deploy.py"
 t=$(date +%s)
-"$PYINFRA" -y inventory/vagrant.py deploy.py
+# The Lynis gate (index 85) audits the hardened VM; the stock audit before it is skipped here
+# (DOCKGUARD_LYNIS_BASELINE=0: one emulated Lynis run, not two; the stock index is in docs/os-baseline.md).
+DOCKGUARD_LYNIS_BASELINE=0 "$PYINFRA" -y inventory/vagrant.py deploy.py
 took "the deploy" "$t"
 
 step "pytest tests/cis --inventory inventory/vagrant.py"

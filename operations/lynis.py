@@ -165,7 +165,7 @@ def baseline_area(ctx: Context) -> list:
         {PROFILE: (content.render("etc/lynis/dockguard.prf.j2"), "644")},
         {PROFILE: "CIS 1.2.1: dockguard's Lynis profile"},
     )
-    no_report = index_of(live["report"]) is None
+    no_report = index_of(live["report"]) is None and cfg["lynis_baseline"]
     baseline(name="CIS 1.2.1: Lynis baseline before hardening", _if=lambda: no_report)
     ctx.area("lynis")["profile"] = profile
     return [profile]

@@ -61,6 +61,7 @@ docker_group_members = []
 docker_group_enforce = False
 # CIS 1.2.1: Lynis audit, its report saved per host, and an optional gate
 lynis_enabled = True
+lynis_baseline = True
 lynis_min_hardening_index = None
 lynis_reports_dir = "reports/lynis"
 # Installing Docker where it is missing (off: such a host is refused), and from where

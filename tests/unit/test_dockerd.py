@@ -324,6 +324,7 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "docker_group_enforce": "CIS 1.1.2 (docker_group)",
         "lynis_enabled": "CIS 1.2.1 (lynis)",
         "lynis_min_hardening_index": "CIS 1.2.1 (lynis)",
+        "lynis_baseline": "CIS 1.2.1 (lynis)",
         "lynis_reports_dir": "CIS 1.2.1 (lynis)",
         "docker_install": "Docker installed where missing (packages, deploy.py)",
         "docker_source": "which packages install Docker (platform, packages)",
