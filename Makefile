@@ -100,7 +100,7 @@ unit: venv
 	DOCKGUARD_REQUIRE_VAGRANT=1 $(BIN)/pytest tests/unit
 
 e2e: venv
-	DOCKGUARD_REQUIRE_LAB=1 DOCKGUARD_NO_SKIPS=1 DOCKGUARD_E2E_SHUFFLE=1 $(BIN)/pytest tests/e2e
+	DOCKGUARD_REQUIRE_LAB=1 DOCKGUARD_NO_SKIPS=1 DOCKGUARD_E2E_SHUFFLE=1 $(BIN)/pytest tests/e2e --durations=25
 
 demo: venv deps
 	@$(LABCTL) down >/dev/null 2>&1 || true
