@@ -41,6 +41,12 @@ class Run:
     def changed_ops(self, host: str) -> list[str]:
         return [op["name"] for op in self.out["results"]["operations"] if host in op["success"]]
 
+    def changes(self) -> dict[str, list[str]]:
+        """{host: the operations that changed it}: what an assertion of "nothing changed" shows."""
+        if not (self.out and self.out.get("results")):
+            return {"(no results)": [self.stderr[-2000:]]}
+        return {h: self.changed_ops(h) for h in sorted(self.changed_hosts())}
+
 
 @dataclass
 class Account:

@@ -80,8 +80,9 @@ def operator(lab, machine):
     root_before = sorted(str(p) for p in root_pki.rglob("*")) if root_pki.exists() else None
     yield {"home": home, "uid": entry.uid, "inventory": str(inventory), "tls_host": tls_host, "hosts": containers,
            "root_pki": root_pki, "root_before": root_before}  # fmt: skip
-    # The user, its home and the units go with the operator machine; the lab host's listener stays.
-    lab.apply(limit=tls_host)  # TCP listener closed again
+    # The user, its home and the units go with the operator machine. The hosts back to the lab's own
+    # settings (the operator's inventory has none of group_data/lab.py: the TCP listener, the firewall).
+    assert lab.apply(limit=containers).rc == 0
 
 
 def start_service(machine) -> tuple[int, str]:
