@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -165,6 +166,141 @@ Name=en* eth*
 [Network]
 DHCP=ipv4
 """
+
+
+# Kernel limits every container host draws on: they are this machine's kernel's, shared by all
+# the hosts. sysctl -> (what this machine keeps for itself, what each host adds). A booted host
+# hardened with the OS baseline holds (`labctl.py usage`): 10 inotify instances (systemd,
+# journald, udev, dbus, logind, sshd, dockerd; at the kernel's default of 128 the lab stopped at
+# about 14 hosts with "Too many open files"), 40 inotify watches, 40 tasks (dockerd's and
+# containerd's threads count), 400 open files and 65 MiB resident. Each figure here has room
+# for the containers and commands the tests and runs start.
+KERNEL_LIMITS = {
+    "fs.inotify.max_user_instances": (64, 16),
+    "fs.inotify.max_user_watches": (8192, 1024),
+    "kernel.pid_max": (8192, 256),
+    "kernel.threads-max": (8192, 256),
+    "fs.file-max": (65536, 2048),
+}
+# A container host's resident memory when booted and hardened (65 MiB, its cgroup's rss and
+# shmem; its page cache the kernel takes back), with room to spare for containers and runs;
+# the lab refuses what would leave this machine less than MEMORY_SPARE_MB.
+MEMORY_PER_HOST_MB = 160
+MEMORY_SPARE_MB = 2048
+BOOT_WAVE = 16  # container hosts booted at once
+MAX_CONTAINERS = 250  # 10.213.N.0/24 per host; the memory check below is the real bound
+
+
+def limit_needs(n: int) -> dict[str, int]:
+    """The value each of KERNEL_LIMITS needs for ``n`` container hosts."""
+    return {key: base + per_host * n for key, (base, per_host) in KERNEL_LIMITS.items()}
+
+
+def _sysctl_path(key: str) -> Path:
+    return Path("/proc/sys") / key.replace(".", "/")
+
+
+def read_sysctl(key: str) -> int | None:
+    try:
+        return int(_sysctl_path(key).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def check_kernel_limits(n: int, raise_them: bool = True) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Make sure this machine's kernel limits fit ``n`` container hosts: raise those that are too
+    low where this machine lets us ({key: (old, new)}, to put back at `down`); the lines
+    that refuse, each with the exact sysctl to run, for those it does not."""
+    raised, refused = {}, []
+    for key, need in limit_needs(n).items():
+        now = read_sysctl(key)
+        if now is not None and now >= need:
+            continue
+        if now is not None and raise_them:
+            with contextlib.suppress(OSError):
+                _sysctl_path(key).write_text(f"{need}\n")
+            if read_sysctl(key) == need:
+                raised[key] = (now, need)
+                continue
+        have = "unreadable" if now is None else str(now)
+        refused.append(f"{key} is {have}, {n} container hosts need {need}: run `sysctl -w {key}={need}` "
+                       f"(as root, on this machine), then make lab-up again")  # fmt: skip
+    return raised, refused
+
+
+def check_memory(n: int) -> list[str]:
+    """A line that refuses ``n`` container hosts this machine's free memory cannot hold."""
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available = int(meminfo["MemAvailable"].split()[0]) // 1024
+    except (OSError, KeyError, ValueError):
+        return []
+    need = n * MEMORY_PER_HOST_MB + MEMORY_SPARE_MB
+    if n and available < need:
+        return [
+            f"{n} container hosts need about {need} MiB of free memory ({MEMORY_PER_HOST_MB} MiB each, "
+            f"{MEMORY_SPARE_MB} MiB to spare); {available} MiB are available: ask for fewer hosts"
+        ]
+    return []
+
+
+def host_usage(h: dict) -> dict[str, float]:
+    """What one container host holds of the shared limits now: inotify instances and watches,
+    tasks (processes and threads), open files, and memory (MiB: resident, and page cache, which
+    the kernel takes back when it needs it), from its cgroups."""
+    usage = {"inotify_instances": 0, "inotify_watches": 0, "tasks": 0, "open_files": 0, "rss_mb": 0.0,
+             "page_cache_mb": 0.0}  # fmt: skip
+    cgroups = {Path(c).parent.parent.name: Path(c) for c in h.get("cgroups", [])}
+    pids: set[str] = set()
+    if "pids" in cgroups:  # every process of the host, in whatever sub-cgroup its systemd made
+        for f in cgroups["pids"].rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                pids.update(f.read_text().split())
+        with contextlib.suppress(OSError, ValueError):
+            usage["tasks"] = int((cgroups["pids"] / "pids.current").read_text())
+    if "memory" in cgroups:  # resident memory (and shared memory) the kernel cannot take back; page cache it can
+        with contextlib.suppress(OSError, ValueError):
+            stat = dict(line.split() for line in (cgroups["memory"] / "memory.stat").read_text().splitlines())
+            usage["rss_mb"] = round((int(stat["total_rss"]) + int(stat["total_shmem"])) / 2**20, 1)
+            usage["page_cache_mb"] = round(int(stat["total_cache"]) / 2**20, 1)
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            usage["open_files"] += 1
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                    usage["inotify_instances"] += 1
+                    usage["inotify_watches"] += Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("inotify wd:")
+    return usage
+
+
+def cmd_usage(args) -> int:
+    """Each container host's share of the kernel limits the lab checks (KERNEL_LIMITS), and memory."""
+    state = load_state()
+    rows = {n: host_usage(h) for n, h in sorted(state["hosts"].items()) if h["kind"] == "container"}
+    if not rows:
+        print("lab: no container hosts")
+        return 1
+    keys = list(next(iter(rows.values())))
+    print("host   " + "  ".join(f"{k:>17}" for k in keys))
+    for name, u in rows.items():
+        print(f"{name:6} " + "  ".join(f"{u[k]:>17g}" for k in keys))
+    print("max    " + "  ".join(f"{max(u[k] for u in rows.values()):>17g}" for k in keys))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def restore_kernel_limits(raised: dict[str, list[int]]) -> None:
+    """Put back what `up` raised, where nobody changed it since."""
+    for key, (old, new) in raised.items():
+        if read_sysctl(key) == new:
+            with contextlib.suppress(OSError):
+                _sysctl_path(key).write_text(f"{old}\n")
+                log(f"{key} back to {old}")
 
 
 def log(msg: str) -> None:
@@ -947,16 +1083,31 @@ def cmd_up(args) -> None:
         build_vm_image(s, selinux=name == "vm2")
     t_build = time.monotonic() - t0
     (STATE / "ssh").mkdir(parents=True, exist_ok=True)
+    raised, refused = check_kernel_limits(args.containers)
+    refused += check_memory(args.containers)
+    if refused:
+        restore_kernel_limits(raised)
+        raise SystemExit("lab: this machine cannot hold the lab asked for:\n  " + "\n  ".join(refused))
+    for key, (old, new) in raised.items():
+        log(f"{key} raised from {old} to {new} for {args.containers} container hosts (put back at lab-down)")
+    state["raised_limits"] = raised
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # the hosts' nspawn and systemd start from this process's limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    save_state(state)
     try:
         # Containers first, and ready, before the VM: QEMU under emulation takes
         # both cores while it boots, which slows a container's boot past systemd's
         # timeouts.
-        for n in range(1, args.containers + 1):
-            start_container(n, state, suites[(n - 1) % len(suites)])
-        update_known_hosts(state)
-        save_state(state)
-        for name in sorted(state["hosts"]):
-            wait_ready(name, state["hosts"][name], 60)
+        # In waves: a hundred systemds booting at once on two cores would pass their own timeouts.
+        for first in range(1, args.containers + 1, BOOT_WAVE):
+            wave = range(first, min(first + BOOT_WAVE, args.containers + 1))
+            for n in wave:
+                start_container(n, state, suites[(n - 1) % len(suites)])
+            update_known_hosts(state)
+            save_state(state)
+            for n in wave:
+                wait_ready(f"dh{n}", state["hosts"][f"dh{n}"], 60)
         for name, suite in vms:
             start_vm(state, name, suite)
             update_known_hosts(state)
@@ -1030,6 +1181,7 @@ def cmd_down(args) -> None:
             quiet(["ip", "link", "delete", dev])
     for cm in (STATE / "ssh").glob("cm-*") if (STATE / "ssh").exists() else []:
         cm.unlink(missing_ok=True)
+    restore_kernel_limits(state.get("raised_limits", {}))
     save_state({"hosts": {}})
     if operator_leftovers():  # an operator machine a test left up (it needs the lab's hosts)
         log("stopping the operator machine")
@@ -1102,6 +1254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--selinux-vm", action="store_true", help="also vm2: Debian with SELinux, booted permissive")
     sub.add_parser("status")
+    usage = sub.add_parser("usage", help="each container host's inotify instances and watches, tasks, open "
+                           "files and memory")  # fmt: skip
+    usage.add_argument("--json", action="store_true")
     sub.add_parser("down")
     sub.add_parser("leftovers")
     build = sub.add_parser("build")
@@ -1119,8 +1274,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         raise SystemExit("lab: run as root (it makes namespaces, mounts and cgroups)")
     if args.cmd == "up":
-        if not 0 <= args.containers <= 40:
-            raise SystemExit("lab: --containers must be between 0 and 40")
+        if not 0 <= args.containers <= MAX_CONTAINERS:
+            raise SystemExit(f"lab: --containers must be between 0 and {MAX_CONTAINERS}")
         unknown = [s for s in args.suites.split(",") if s not in SUITES]
         if unknown or (args.containers and not args.suites.strip(",")):
             raise SystemExit(
@@ -1129,6 +1284,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd_up(args)
     elif args.cmd == "status":
         return cmd_status(args)
+    elif args.cmd == "usage":
+        return cmd_usage(args)
     elif args.cmd == "down":
         cmd_down(args)
     elif args.cmd == "leftovers":
