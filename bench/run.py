@@ -147,13 +147,14 @@ def sshd_reconfigure(hosts: list[str], command: str, check: bool = True) -> None
 
 
 def cgroup_memory_mb(info: dict) -> float | None:
-    """A lab host's memory use (its cgroup: processes and page cache), read on this machine."""
+    """A lab host's resident memory (its cgroup's rss and shared memory; not its page cache, which
+    the kernel takes back when it needs it), read on this machine."""
     for path in info.get("cgroups", []):
-        for name in ("memory.usage_in_bytes", "memory.current"):
-            f = Path(path) / name
-            if f.exists():
-                with contextlib.suppress(OSError, ValueError):
-                    return int(f.read_text()) / 2**20
+        f = Path(path) / "memory.stat"
+        if f.exists():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                stat = dict(line.split() for line in f.read_text().splitlines())
+                return (int(stat["total_rss"]) + int(stat["total_shmem"])) / 2**20
     return None
 
 
@@ -587,7 +588,8 @@ def count_remote(hosts: list[str], runs: list[dict[str, Any]]) -> None:
     read over sftp, SSH connections. Adds run["remote"] = {host: counts}."""
     since = int(min(r["t0"] for r in runs)) - 1
     query = (
-        f"journalctl -q -o short-unix --no-pager --since @{since} -t sshd -t sftp-server -t systemd-journald "
+        f"journalctl -q -o short-unix --no-pager --since @{since} -t sshd -t sshd-session -t sftp-server "
+        "-t systemd-journald "
         f"| grep -E {shlex.quote(JOURNAL_LINES.pattern)}; true"
     )
     time.sleep(0.5)  # let journald take the last lines in
@@ -656,7 +658,7 @@ def timed(args, lab, tool: str, scenario: str, hosts: list[str], dg_inv: Path, a
     """One timed run; the hosts' idle CPU (measured just before) taken out of their CPU."""
     idle = idle_rate(lab, hosts) if not args.no_idle else dict.fromkeys(hosts, 0.0)
     env, control = tool_env(tool, work)
-    log = work / f"{tag}-{tool}-{scenario}"
+    log = work / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{tag}-{tool}-{scenario}")
     run = measure(commands(tool, scenario, dg_inv, ans_inv, work), env, log, lab, hosts)
     if control:
         close_masters(control)
@@ -1062,7 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
             said = "; ".join(f"{op} on {', '.join(h)}" for op, h in changed.items()) or "nothing"
         print(f"INFO  dockguard applied after the playbook's last run changed: {said}")
     if fit:
-        print(f"INFO  a lab container host uses up to {max(known):.0f} MiB (its cgroup, page cache included); "
+        print(f"INFO  a lab container host holds up to {max(known):.0f} MiB resident (its cgroup, page cache aside); "
               f"{mem['MemAvailable']:.0f} MiB are available: about {fit} container hosts fit by memory "
               f"(the 2 CPUs are the tighter limit)")  # fmt: skip
     lost = [f"{r['size']}/{r['scenario']}/{t}" for r in rows for t in TOOLS if r.get(t, {}).get("journal_suppressed")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 import shlex
 from io import BytesIO
 from typing import Any
@@ -30,13 +31,15 @@ from . import TEMPLATES, Context, hostlock
 
 
 class Digests(FactBase):
-    """{path: sha256 of its content, or None where there is no such file}."""
+    """{path: sha256 of its content, or None where there is no such file}. One sha256sum for
+    every file there is (not two processes per file): the fact is read on every run."""
 
     def command(self, paths: list[str]) -> str:
-        return " ".join(
-            f"if [ -f {shlex.quote(p)} ]; then echo \"$(sha256sum < {shlex.quote(p)} | cut -d' ' -f1) {p}\"; "
-            f"else echo '- {p}'; fi;"
-            for p in paths
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return (
+            f'for p in {quoted}; do if [ -f "$p" ]; then set -- "$@" "$p"; '
+            "else printf -- '- %s\\n' \"$p\"; fi; done; "
+            '[ "$#" -eq 0 ] || sha256sum -- "$@" 2>/dev/null; true'
         )
 
     @staticmethod
@@ -46,10 +49,13 @@ class Digests(FactBase):
     def process(self, output: list[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for line in output:
-            digest, _, path = line.partition(" ")
-            if not path or (digest != "-" and len(digest) != 64):
+            if line.startswith("- "):
+                out[line[2:]] = None
+                continue
+            digest, path = line[:64], line[66:]  # sha256sum: "DIGEST  PATH" (or "DIGEST *PATH")
+            if len(line) < 67 or line[64:66] not in ("  ", " *") or not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise FactProcessError(f"unexpected digest line: {line!r}")
-            out[path] = None if digest == "-" else digest
+            out[path] = digest
         return out
 
 

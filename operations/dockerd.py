@@ -26,7 +26,7 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from dockguard import compat, pki, registry, settings, systemd
+from dockguard import compat, identity, pki, registry, settings, systemd
 
 from . import Context, PerHost, content, drift, hostlock, platform, safe, say, tls, userns, warn
 
@@ -336,7 +336,7 @@ class DockerdState(FactBase):
     def command(self) -> str:
         files = " ".join((DEFAULTS_FILE, SYSCONFIG_FILE, DAEMON_JSON))
         return (
-            "b() { printf '%s=' \"$1\"; }; "
+            "b() { printf '%s=' \"$1\"; }; l=; "
             "f() { printf 'file='; printf '%s' \"$1\" | base64 -w0; printf ':'; base64 -w0 < \"$1\"; echo; }; "
             "unit=$(systemctl show -p ActiveState -p UnitFileState -p LoadState -p FragmentPath -p MainPID "
             "-p LimitNOFILE -p LimitNPROC docker.service 2>/dev/null); "
@@ -357,12 +357,13 @@ class DockerdState(FactBase):
             f"b limits; cat /proc/$pid/limits 2>/dev/null {_B64}; "
             f"b cmdline; cat /proc/$pid/cmdline 2>/dev/null {_B64}; "
             f"b pstate; sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1 {_B64}; "
-            f'b listen; ss -ltnpH 2>/dev/null | grep "pid=$pid," {_B64}; fi; '
+            f'l=$(ss -ltnpH 2>/dev/null | grep "pid=$pid,"); b listen; printf \'%s\' "$l" {_B64}; fi; '
             'if [ "$(v ActiveState)" = active ]; then '
             f"info=$(timeout {INFO_TIMEOUT} docker info --format '{{{{json .}}}}' 2>/dev/null); echo info_rc=$?; "
             f"b info; printf '%s' \"$info\" {_B64}; "
-            # Ports containers publish: with userland-proxy off, dockerd itself holds them open.
-            f'[ -n "$info" ] && {{ b published; timeout {INFO_TIMEOUT} docker ps --format '
+            # Ports containers publish: with userland-proxy off, dockerd itself holds them open (asked
+            # only when dockerd listens on a TCP port: they tell a published port from an API listener).
+            f'[ -n "$info" ] && [ -n "$l" ] && {{ b published; timeout {INFO_TIMEOUT} docker ps --format '
             f"'{{{{.Ports}}}}' 2>/dev/null {_B64}; }}; "
             f'[ -n "$info" ] && {{ b bridge; timeout {INFO_TIMEOUT} docker network inspect bridge '
             f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
@@ -898,7 +899,8 @@ def preflight(hosts: list) -> None:
     """Runs once, before any host is prepared: read every host's dockerd state (in
     parallel), refuse a host whose settings would break dockerd or hide containers (that
     host alone fails, with the reason; the others go on), and make the CA on the
-    operator's machine if any host listens on TCP."""
+    operator's machine if any host listens on TCP (never in pull mode, where the host checks
+    itself and only the CA's public certificates are there: dockguard/identity.py)."""
     from pyinfra import state
 
     greenlets = {h: gevent.spawn(_read_state, h) for h in hosts}
@@ -918,6 +920,8 @@ def preflight(hosts: list) -> None:
         problems = preflight_problems(live, cfg, plat, disk)
         if problems:
             bad.append((h, "; ".join(problems)))
+        elif identity.pull(cfg):
+            continue  # pull mode: the CA (and its key) stays on the operator's machine, never made here
         elif cfg["docker_tcp_listen"] or any(r.get("client_certificate") for r in cfg["docker_registries"]):
             listening.append(cfg)  # the CA signs its server or registry client certificate
     for h, why in bad:

@@ -67,3 +67,15 @@ def test_the_fact_reads_units_engine_and_changelog():
     assert out == {"python": True, "socket": "active", "socket_enabled": True, "service": "inactive",
                    "version": "26.1.5", "package": "docker.io", "changelog_cves": ["CVE-2026-34040"],
                    "files": ["/etc/docker/dockguard-authz.json"], "plugin_mode": "root:root 600"}  # fmt: skip
+
+
+def test_the_clean_up_reads_only_files_and_units():
+    """Where the policy is off (every host by default) the fact runs no dockerd, dpkg-query or
+    zcat: the engine's version and changelog matter only to the policy's area."""
+    full, units = authz.AuthzState().command(), authz.AuthzState().command(engine=False)
+    for probe in ("dockerd --version", "dpkg-query", "zcat", "command -v python3"):
+        assert probe in full and probe not in units
+    for kept in ("dockguard-authz.socket", "is-enabled", "plugin_mode", "echo file="):
+        assert kept in units
+    live = authz.AuthzState().process(["socket=inactive", "service=inactive"])
+    assert (live["socket"], live["files"], live["version"]) == ("inactive", [], None)

@@ -177,3 +177,20 @@ def test_the_baseline_areas_the_bench_leaves_out_are_the_deploys_os_baseline():
     # The deploy's areas after Docker's own (docker_group is the last of those), Lynis aside.
     after_docker = list(AREA_NAMES[AREA_NAMES.index("docker_group") + 1 :])
     assert [a for a in after_docker if a != "lynis"] == bench.BASELINE_AREAS
+
+
+# --------------------------------------------------------------------------- what a no-op run costs a host
+
+
+def test_digests_come_from_one_sha256sum_and_a_bad_line_fails_that_host():
+    from dockguard.operations.content import Digests
+    from pyinfra.api.exceptions import FactProcessError
+
+    cmd = Digests().command(["/etc/a b", "/etc/c"])
+    assert cmd.count("sha256sum") == 1 and "'/etc/a b'" in cmd
+    digest = "0" * 63 + "f"
+    assert Digests().process([f"{digest}  /etc/a b", f"{digest} */etc/c", "- /etc/d"]) == {
+        "/etc/a b": digest, "/etc/c": digest, "/etc/d": None}  # fmt: skip
+    for bad in ("xyz  /etc/a", f"{digest} /etc/a", f"{digest[:-1]}g  /etc/a", digest):
+        with pytest.raises(FactProcessError):
+            Digests().process([bad])
