@@ -17,7 +17,7 @@ LABCTL := $(PY) lab/labctl.py
 APT_PACKAGES := debootstrap systemd systemd-container qemu-system-x86 qemu-utils e2fsprogs iproute2 \
 	openssh-client python3-venv ca-certificates vagrant
 
-.PHONY: help deps venv lock vagrant-deps vagrant-boxes vagrant-test lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
+.PHONY: help deps venv lock promtool vagrant-deps vagrant-boxes vagrant-test lab-up lab-status lab-down lab-leftovers operator-up operator-down demo test unit e2e \
 	lint docs readme bench
 
 # Install the Debian packages of $(1) that are missing (a machine that has them is not sent to the network).
@@ -96,8 +96,20 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: venv
-	DOCKGUARD_REQUIRE_VAGRANT=1 $(BIN)/pytest tests/unit
+# promtool (the metrics and alert rules of pull mode are checked with it): extracted from Debian's
+# prometheus package, which is not installed (it would start a Prometheus server).
+PROMTOOL_DIR := /var/cache/dockguard-lab/promtool
+PROMTOOL := $(PROMTOOL_DIR)/usr/bin/promtool
+$(PROMTOOL):
+	mkdir -p $(PROMTOOL_DIR)
+	cd $(PROMTOOL_DIR) && { apt-get download -q prometheus >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get download -q prometheus; }; } && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
+	test -x $@
+
+promtool: $(PROMTOOL)
+
+unit: venv $(PROMTOOL)
+	DOCKGUARD_REQUIRE_VAGRANT=1 DOCKGUARD_REQUIRE_PROMTOOL=1 DOCKGUARD_PROMTOOL=$(PROMTOOL) $(BIN)/pytest tests/unit
 
 e2e: venv
 	DOCKGUARD_REQUIRE_LAB=1 DOCKGUARD_NO_SKIPS=1 DOCKGUARD_E2E_SHUFFLE=1 $(BIN)/pytest tests/e2e --durations=25

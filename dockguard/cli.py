@@ -5,6 +5,7 @@
     dockguard install-timer INVENTORY [--fix] [--user OPERATOR] [--on-calendar hourly] [--dest DIR]
     dockguard cron-line INVENTORY [--fix] [--user OPERATOR] [--schedule '*/30 * * * *']
     dockguard pki status|client|rotate-ca|migrate ...
+    dockguard pull install|status|remove INVENTORY [--limit ...]    (pull mode: dockguard/pull.py)
 
 `drift` runs the deploy in dry-run mode (pyinfra --dry: facts are read, nothing
 changes, nothing is written on this machine) and reports, per host, every control
@@ -890,6 +891,9 @@ def parser() -> Parser:
     x.add_argument("inventory")
     x.add_argument("--one-stage", action="store_true", help="stop after one stage")
     x.add_argument("--client-days", type=int, default=pki.CLIENT_DAYS)
+    from . import pull
+
+    pull.add_parser(sub)
     return p
 
 
@@ -909,8 +913,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"no such inventory: {args.inventory}")
     if getattr(args, "days", 1) < 1 or getattr(args, "client_days", 1) < 1:
         p.error("--days must be at least 1")
+    from . import pull
+
     return {"apply": cmd_apply, "drift": cmd_drift, "report": cmd_report, "install-timer": cmd_install_timer,
-            "cron-line": cmd_cron_line, "pki": cmd_pki,
+            "cron-line": cmd_cron_line, "pki": cmd_pki, "pull": pull.cmd_pull,
             "audit-containers": cmd_audit_containers}[args.cmd](args)  # fmt: skip
 
 

@@ -327,6 +327,17 @@ def _pki(value: str) -> str | None:
     return None
 
 
+def _host_name(value: str) -> str | None:
+    """An inventory host name as pull mode carries it (certificate names, file contents, metric labels)."""
+    if not value or len(value) > 253 or any(c.isspace() or c in "\"'\\/" for c in value) or value == "@local":
+        return f"must be an inventory host name (no blanks, quotes, slashes, backslashes; not '@local'), got {value!r}"
+    return None
+
+
+# The only host a run may carry dockguard_host_name for: pyinfra's local connector (pull mode).
+PULL_HOST = "@local"
+
+
 # --------------------------------------------------------------------------- OS baseline checks
 
 # Kernel modules Docker, its networking and Swarm load on demand: never blacklisted.
@@ -622,6 +633,14 @@ SCHEMA: dict[str, Setting] = {
             "The CA on the operator's machine (mode 0700, never uploaded): the CA in ca/, the operator's "
             "client credentials in client/ (DOCKER_CERT_PATH). Absolute or under ~/; the same for every host "
             "of a run.", check=_pki,
+        ),
+        Setting(
+            "dockguard_host_name", (str, NoneType), None, "-",
+            "Pull mode only, set by `dockguard pull install` in a host's own inventory (never by hand): the "
+            "host's name in the operator's inventory, its identity where pyinfra names it '@local' (certificate "
+            "names, drift results, metrics). Such a run is the host checking itself: the CA's key is not there, "
+            "so a certificate that must be (re)issued is reported for the operator, never signed or made there.",
+            check=_host_name,
         ),
         Setting(
             "docker_default_ulimits", dict,
@@ -1008,6 +1027,12 @@ def validate_hosts(hosts, one_run: bool = True) -> None:
     """Validate every host's data; raise one DeployError listing every problem.
     ``one_run``: the hosts are deployed together, so they must share one CA."""
     lines = [f"  {h.name}: {p}" for h in hosts for p in problems(h.data.dict())]
+    lines += [
+        f"  {h.name}: dockguard_host_name: only a host's own inventory in pull mode ({PULL_HOST}) carries it "
+        "(`dockguard pull install` writes it); a host reached over SSH is named by the inventory"
+        for h in hosts
+        if h.name != PULL_HOST and h.data.dict().get("dockguard_host_name") is not None
+    ]
     pki_dirs = {resolve(h.data.dict())["dockguard_pki_dir"] for h in hosts}
     if one_run and len(pki_dirs) > 1:
         lines.append(f"  dockguard_pki_dir: every host of a run uses one CA, got {sorted(pki_dirs)}")

@@ -79,6 +79,9 @@ BASELINE_DEBS = [
     "libpam-pwquality", "unattended-upgrades", "needrestart", "debsums", "apt-listchanges",
     "acct", "sysstat", "rsyslog", "rkhunter", "fail2ban", "python3-systemd", "aide", "aide-common",
 ]  # fmt: skip
+# Kept in the container hosts' apt cache for pull mode's end-to-end test (tests/e2e/test_78_pull.py),
+# which installs Debian's node_exporter on a host to serve dockguard's metrics.
+TEST_DEBS = ["prometheus-node-exporter"]
 # The VM image comes with them installed (not configured): under its software emulation their
 # maintainer scripts take long (aide-common's alone registers 215 rule files with ucf one by
 # one, about 15 minutes), which make test cannot afford. The container hosts install them
@@ -330,7 +333,7 @@ def _key(*parts: str) -> str:
 def rootfs_dir(suite: str) -> Path:
     """The debootstrap result of one release, keyed by what goes into it; customised in place."""
     parts = (suite, MIRROR, *PACKAGES, *SUITE_PACKAGES[suite], "keep", *keep_debs(suite))
-    return CACHE / f"rootfs-{_key(*parts, 'baseline', SECURITY_MIRROR, *BASELINE_DEBS)}"
+    return CACHE / f"rootfs-{_key(*parts, 'baseline', SECURITY_MIRROR, *BASELINE_DEBS, 'test', *TEST_DEBS)}"
 
 
 def keep_debs(suite: str) -> list[str]:
@@ -388,7 +391,7 @@ def _download_baseline(root: Path, suite: str) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["chroot", str(root), "apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL)
     run(["chroot", str(root), "apt-get", "install", "-y", "-qq", "--download-only", "--no-install-recommends",
-         *BASELINE_DEBS, *keep_debs(suite)], env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+         *BASELINE_DEBS, *TEST_DEBS, *keep_debs(suite)], env=env, stdout=subprocess.DEVNULL)  # fmt: skip
     names = sorted({d.name.split("_", 1)[0] for d in (root / "var/cache/apt/archives").glob("*.deb")})
     (root / KEEP_LIST).parent.mkdir(parents=True, exist_ok=True)
     (root / KEEP_LIST).write_text("\n".join(names) + "\n")

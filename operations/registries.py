@@ -11,6 +11,8 @@
   a docker config.json that holds credentials (root's and each home's) and that others may
   read is made 0600, and reported.
 The owner and mode of everything under certs.d is also checked by the files area (3.7/3.8).
+In pull mode (the host checks itself, dockguard/identity.py) the CA's key is not there: a client
+certificate that must be (re)issued is reported for the operator, never signed on the host.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from dockguard import pki
+from dockguard import identity, pki
 from dockguard.registry import CERTS_D
 
 from . import Context, content, drift, hostlock, tls
@@ -115,14 +117,23 @@ def client_key(address: str, present: bool):
 
 
 @operation()
-def client_certificate(address: str, live: dict[str, Any], pki_dir: str, days: int, renew_days: int):
-    """A clientAuth certificate for the host's key, signed by the dockguard CA on this machine."""
+def client_certificate(
+    address: str, live: dict[str, Any], pki_dir: str, days: int, renew_days: int, operator_only: str | None = None
+):
+    """A clientAuth certificate for the host's key, signed by the dockguard CA on this machine.
+    ``operator_only`` (pull mode: the host's name): the CA's key is not here; a certificate that
+    must be (re)issued is reported, with what the operator runs."""
     ca_pem = pki.issuing_ca_pem(Path(pki_dir))
     problem = pki.client_cert_problem(live.get("cert"), ca_pem, renew_days)
     if problem is None and not live.get("key_matches"):
         problem = "the client certificate does not match the client key"
     if problem is None:
         host.noop(f"the client certificate for {address} is valid")
+        return
+    if operator_only:
+        drift(CIS, f"{address}: {problem}: the client certificate must be re-issued by the operator: "
+                   f"{identity.operator_fix(operator_only)}")  # fmt: skip
+        host.noop(f"the client certificate for {address} must be re-issued by the operator ({problem})")
         return
     drift(CIS, f"{address}: {problem}")
     yield FunctionCommand(_issue, (address, pki_dir, days, problem, tls._connector_args()), {})
@@ -132,14 +143,15 @@ def _issue(state, host, address, pki_dir, days, reason, conn=None) -> bool:
     conn = conn or {}
     host.log(f"issuing a client certificate for {address}: {reason}")
     d = shlex.quote(directory(address))
+    name = identity.name(host)
     ok, out = host.run_shell_command(
-        StringCommand(f"openssl req -new -key {d}/client.key -subj {shlex.quote('/CN=' + host.name[:60])}"), **conn
+        StringCommand(f"openssl req -new -key {d}/client.key -subj {shlex.quote('/CN=' + name[:60])}"), **conn
     )
     if not ok:
         host.log_styled("could not make a certificate request", fg="red")
         return False
     csr = ("\n".join(out.stdout_lines) + "\n").encode()
-    cert = pki.sign_client_csr(Path(pki_dir), csr, f"dockguard registry client {host.name}"[:64], days)
+    cert = pki.sign_client_csr(Path(pki_dir), csr, f"dockguard registry client {name}"[:64], days)
     return tls._upload_public(state, host, cert, posixpath.join(directory(address), "client.cert"), conn)
 
 
@@ -175,7 +187,11 @@ def configure(ctx: Context) -> list:
         ops.append(client_key(name=f"CIS {CIS}: {address}: client key made on the host", address=address,
                               present=state["key"]))  # fmt: skip
         if not (pki.ca_dir(pki.pki_dir(cfg)) / "ca.pem").exists():
-            drift(CIS, f"there is no dockguard CA in {pki.pki_dir(cfg)} yet (a run without --dry makes it)")
+            if identity.pull(cfg):
+                drift(CIS, f"pull mode has no copy of the dockguard CA's certificate in {pki.pki_dir(cfg)}: run "
+                           f"dockguard pull install for {identity.name()} again")  # fmt: skip
+            else:
+                drift(CIS, f"there is no dockguard CA in {pki.pki_dir(cfg)} yet (a run without --dry makes it)")
             continue
         ops.append(
             client_certificate(
@@ -185,6 +201,7 @@ def configure(ctx: Context) -> list:
                 pki_dir=str(pki.pki_dir(cfg)),
                 days=cfg["docker_tls_days"],
                 renew_days=cfg["docker_tls_renew_days"],
+                operator_only=identity.name() if identity.pull(cfg) else None,
             )
         )
     ops.append(credentials_private(name=f"CIS {CIS}: registry credentials readable by their owner only",

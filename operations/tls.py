@@ -7,6 +7,11 @@ SANs and uploads the certificate (public) as 0444. Expiry is checked on every ru
 certificate that expires within ``docker_tls_renew_days``, names other hosts, or was
 signed by another CA is reissued (dockerd is then restarted safely, as for any config
 change). During ``pki rotate-ca`` the hosts' CA file is a bundle of both CAs.
+
+In pull mode (the host checks itself, dockguard/identity.py) the CA's key is not on the
+machine that runs the deploy: a server certificate that is still valid needs none, one that
+must be (re)issued is reported for the operator (drift, with what to run), and the CA file is
+checked against the public certificates pull mode was installed with, never replaced there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from dockguard import compat, pki
+from dockguard import compat, identity, pki
 from dockguard.registry import CA_CERT, SERVER_CERT, SERVER_KEY, TLS_DIR  # noqa: E402, F401 - names of this area
 
 from . import drift
@@ -83,13 +88,21 @@ def server_key():
 
 
 @operation()
-def ca_certificate(directory: str):
+def ca_certificate(directory: str, operator_only: str | None = None):
     """The CA certificate(s) (public) the daemon verifies clients with, 0444: during stages 1-2
-    of a pki.rotation, the old and the new CA."""
+    of a pki.rotation, the old and the new CA. ``operator_only`` (pull mode: the host's name):
+    a CA file that differs is reported for the operator, never replaced on the host (it may be
+    newer than this host's copy, after a rotation)."""
     ca_pem = pki.trusted_pem(Path(directory)).decode()
     live = host.get_fact(TlsFiles)
     if live["ca"] == ca_pem:
         host.noop("the CA certificate is current")
+        return
+    if operator_only:
+        why = "missing" if live["ca"] is None else "not the dockguard CA's certificate(s) pull mode was installed with"
+        drift("2.7", f"{CA_CERT} is {why}: {identity.operator_fix(operator_only)}, or dockguard pull install "
+                     "after a CA rotation", CA_OP)  # fmt: skip
+        host.noop(f"the CA certificate differs; pull mode leaves it to the operator ({why})")
         return
     yield FunctionCommand(_upload_public, (ca_pem.encode(), CA_CERT, _connector_args()), {})
 
@@ -112,8 +125,12 @@ def _upload_public(state, host, data: bytes, dest: str, conn: dict[str, Any] | N
 
 
 @operation()
-def server_certificate(directory: str, cn: str, dns: list[str], ips: list[str], days: int, renew_days: int):
-    """A certificate for the host's own key, signed on the operator's machine."""
+def server_certificate(
+    directory: str, cn: str, dns: list[str], ips: list[str], days: int, renew_days: int, operator_only: bool = False
+):
+    """A certificate for the host's own key, signed on the operator's machine. ``operator_only``
+    (pull mode): the CA's key is not here; a certificate that must be (re)issued is reported,
+    with what the operator runs, and this host's other areas go on."""
     live = host.get_fact(TlsFiles)
     ca_pem = pki.issuing_ca_pem(Path(directory))
     problem = pki.cert_problem(live["cert"], ca_pem, dns, ips, renew_days)
@@ -121,6 +138,11 @@ def server_certificate(directory: str, cn: str, dns: list[str], ips: list[str], 
         problem = "the server certificate does not match the server key"
     if problem is None:
         host.noop("the server certificate is valid")
+        return
+    if operator_only:
+        drift("2.7", f"{problem}: the server certificate must be re-issued by the operator: "
+                     f"{identity.operator_fix(cn)}", CERT_OP)  # fmt: skip
+        host.noop(f"the server certificate must be re-issued by the operator ({problem})")
         return
     drift("2.7", problem)
     yield FunctionCommand(_issue, (directory, cn, dns, ips, days, problem, _connector_args()), {})
@@ -138,22 +160,32 @@ def _issue(state, host, directory, cn, dns, ips, days, reason, conn=None) -> boo
     return _upload_public(state, host, cert, SERVER_CERT, conn)
 
 
+CA_OP = "CIS 2.7/3.9-3.10: CA certificate"
+CERT_OP = "CIS 2.7/3.11-3.12: server certificate signed by the dockguard CA"
+
+
 def configure(cfg: dict[str, Any]) -> list:
     """The host's TLS files; returns the operations whose change needs a dockerd restart."""
     directory = str(pki.pki_dir(cfg))
-    dns, ips = pki.subject_names(host.name, host.data.dict(), list(cfg["docker_tls_san"]))
+    name, pull = identity.name(), identity.pull(cfg)
+    dns, ips = pki.subject_names(name, host.data.dict(), list(cfg["docker_tls_san"]))
     server_key(name="CIS 2.7/3.13-3.14: dockerd server key made on the host")
     if not (pki.ca_dir(Path(directory)) / "ca.pem").exists():  # a dry run before the first real one
-        drift("2.7", f"there is no dockguard CA in {directory} yet (a run without --dry makes it)")
+        if pull:
+            drift("2.7", f"pull mode has no copy of the dockguard CA's certificate in {directory}: run dockguard "
+                         f"pull install for {name} again")  # fmt: skip
+        else:
+            drift("2.7", f"there is no dockguard CA in {directory} yet (a run without --dry makes it)")
         return []
-    ca = ca_certificate(name="CIS 2.7/3.9-3.10: CA certificate", directory=directory)
+    ca = ca_certificate(name=CA_OP, directory=directory, operator_only=name if pull else None)
     cert = server_certificate(
-        name="CIS 2.7/3.11-3.12: server certificate signed by the dockguard CA",
+        name=CERT_OP,
         directory=directory,
-        cn=host.name,
+        cn=name,
         dns=dns,
         ips=ips,
         days=cfg["docker_tls_days"],
         renew_days=cfg["docker_tls_renew_days"],
+        operator_only=pull,
     )
     return [ca, cert]

@@ -20,6 +20,7 @@ docker_tls_san = []
 docker_tls_days = 365
 docker_tls_renew_days = 30
 dockguard_pki_dir = "~/.dockguard/pki"
+dockguard_host_name = None  # pull mode only: `dockguard pull install` sets it on the host
 # CIS 2.8
 docker_default_ulimits = {"nofile": {"soft": 65536, "hard": 65536}, "nproc": {"soft": 8192, "hard": 16384}}
 # CIS 2.9: user namespace remapping; refused where it would hide containers/images

@@ -334,6 +334,7 @@ def test_settings_without_a_daemon_json_key_are_covered_elsewhere():
         "docker_authz_policy": "CIS 2.12 (authz), and dockguard-authz in authorization-plugins",
         "docker_authz_failure_mode": "CIS 2.12 (authz)",
         "docker_registries": "CIS 3.7/3.8 (registries)",
+        "dockguard_host_name": "pull mode: the host's identity and no CA key on it (identity, tls, registries)",
     }
     # The OS baseline areas own their settings, by prefix (one module each).
     elsewhere.update({n: "OS baseline (operations/" + n.split("_")[0] + ")" for n in settings.SCHEMA if n.startswith(
