@@ -31,6 +31,8 @@ def pytest_addoption(parser):
         choices=controls.VERSIONS,
         help="CIS Docker Benchmark numbering of the test names (default %(default)s)",
     )
+    parser.addoption("--limit", action="append", default=[], metavar="HOST",
+                     help="only this host of the inventory (repeatable)")  # fmt: skip
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -52,6 +54,12 @@ def pytest_configure(config):
         return
     inventory = fleet.load(config.getoption("--inventory"))
     config._dockguard_settings = fleet.host_settings(inventory)
+    limit = config.getoption("--limit")
+    if limit:
+        unknown = sorted(set(limit) - {h.name for h in inventory})
+        if unknown:
+            raise pytest.UsageError(f"--limit: no such host in {config.getoption('--inventory')}: {', '.join(unknown)}")
+        inventory = [h for h in inventory if h.name in limit]
     if not config._dockguard_settings:
         raise pytest.UsageError(
             f"no hosts in {config.getoption('--inventory')} (inventory/lab.py: make lab-up; "

@@ -10,6 +10,7 @@ import json
 import pytest
 
 pytestmark = pytest.mark.usefixtures("hardened_lab")  # the tests start from hardened hosts
+HARDEN_KIND = "container"  # its tests use the container hosts only (conftest.hardened_lab)
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 RESTART = "dockerd: restart when the config changed or the daemon does not match it"

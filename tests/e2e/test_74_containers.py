@@ -16,6 +16,8 @@ AUDIT = [sys.executable, "-m", "dockguard", "audit-containers"]
 GOOD_DOCKERFILE = "FROM keep:me\\nUSER 1000\\nHEALTHCHECK CMD true\\n"
 DENIED = "authorization denied by plugin dockguard-authz"
 
+HARDEN_KIND = "container"  # its tests use the container hosts only (conftest.hardened_lab)
+
 
 def audit(lab, host: str, *args: str) -> tuple[int, dict]:
     with lab.inventory() as inventory:

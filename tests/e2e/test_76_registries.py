@@ -26,6 +26,8 @@ NAME, PORT, USER, PASSWORD = "registry.dglab", 5000, "dg", "e2e-registry-passwor
 ADDRESS = f"{NAME}:{PORT}"
 CERTS = f"/etc/docker/certs.d/{ADDRESS}"
 
+HARDEN_KIND = "container"  # its tests use the container hosts only (conftest.hardened_lab)
+
 
 def _binary() -> Path:
     """Debian's docker-registry binary, from its .deb (downloaded once; nothing is installed on
