@@ -144,10 +144,15 @@ docs: venv  ## regenerate the table of settings in docs/settings.md from dockgua
 readme: docs  ## the old name of `make docs`
 
 # Issue 7's benchmark: dockguard against an equivalent Ansible playbook (the `bench` extra) on the
-# running lab's container hosts; it never starts or stops the lab (`make lab-up N=10` first).
+# running lab's container hosts; it never starts or stops the lab.
 # Writes bench/results.json and prints a table; see bench/README.md.
-BENCH_SIZES ?= 1,3,10
-BENCH_REPEAT ?= 5
+# Issue 17's rows: 1 to 100 hosts (the playbook at 1 and 10), and 10 hosts at 0, 50 and 150 ms of
+# round trip, both tools (`make lab-up N=100` first).
+BENCH_SIZES ?= 1,10,50,100
+BENCH_ANSIBLE_SIZES ?= 1,10
+BENCH_RTTS ?= 0,50,150
+BENCH_REPEAT ?= 3
 bench: venv
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python bench/run.py --sizes $(BENCH_SIZES) --repeat $(BENCH_REPEAT) --out bench/results.json
+	$(BIN)/python bench/run.py --sizes $(BENCH_SIZES) --ansible-sizes $(BENCH_ANSIBLE_SIZES) --rtts $(BENCH_RTTS) \
+		--repeat $(BENCH_REPEAT) --out bench/results.json

@@ -110,6 +110,14 @@ def lab_hosts() -> dict[str, dict]:
         return {}
 
 
+def lab_timings() -> dict | None:
+    """How long `make lab-up` took to bring the running lab up (labctl's own figure)."""
+    try:
+        return json.loads((STATE / "hosts.json").read_text()).get("timings")
+    except (OSError, ValueError):
+        return None
+
+
 def ssh(host: str, command: str, check: bool = True, timeout: float = 300) -> str:
     """A command on a lab host, outside any timed run (its own connection, no multiplexing)."""
     r = subprocess.run(
@@ -688,14 +696,15 @@ def bench(args, names: list[str], work: Path, runs: list[dict[str, Any]], lab: d
         hosts = names[:size]
         dg_inv = dockguard_inventory(hosts, str(size), args.areas)
         args.cleanup.append(dg_inv)
-        ans_inv = ansible_inventory(dg_inv, work, str(size)) if "ansible" in args.tools else None
+        tools = [t for t in args.tools if t != "ansible" or args.ansible_sizes is None or size in args.ansible_sizes]
+        ans_inv = ansible_inventory(dg_inv, work, str(size)) if "ansible" in tools else None
         if args.warm_up:  # untimed: the first run on hosts that never had the deploy (packages, baseline)
             env = dict(os.environ, PYINFRA_PROGRESS="off")
             subprocess.run([str(BIN / "pyinfra"), "-y", str(dg_inv.relative_to(ROOT)), "deploy.py"], cwd=ROOT,
                            env=env, stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip
         for rep in range(args.repeat):
             batch = []
-            for tool in args.tools:
+            for tool in tools:
                 on_hosts(hosts, RESET_TO_STOCK)
                 for scenario in SCENARIOS:
                     run = timed(args, lab, tool, scenario, hosts, dg_inv, ans_inv, work,
@@ -926,6 +935,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-up", action="store_true",
                    help="an untimed apply before each size's rows (hosts that never had the deploy)")  # fmt: skip
     p.add_argument("--no-idle", action="store_true", help="do not measure and take out the hosts' idle CPU")
+    p.add_argument("--ansible-sizes", help="run the playbook at these sizes only (default: every size); the WAN "
+                   "rows always run both tools")  # fmt: skip
     p.add_argument("--make-ansible-inventory", nargs=2, metavar=("DG_INVENTORY", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--wan-relay", nargs=2, metavar=("PORT", "RTT_MS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -939,8 +950,11 @@ def main(argv: list[str] | None = None) -> int:
     args.tools = [t for t in args.tools.split(",") if t]
     try:
         args.rtts = [float(r) for r in args.rtts.split(",") if r.strip()]
+        args.ansible_sizes = (
+            None if args.ansible_sizes is None else {int(s) for s in args.ansible_sizes.split(",") if s.strip()}
+        )
     except ValueError:
-        p.error("--rtts needs numbers (milliseconds), comma-separated")
+        p.error("--rtts needs numbers (milliseconds), --ansible-sizes host counts, comma-separated")
     if not args.sizes or min(args.sizes) < 1 or args.repeat < 1 or not set(args.tools) <= set(TOOLS):
         p.error("--sizes needs positive integers, --repeat at least 1, --tools dockguard and/or ansible")
     if args.areas == "all" and "ansible" in args.tools:
@@ -1027,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_start": [round(x, 2) for x in load_start],
                     "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         "versions": versions(),
-        "lab": {"container_hosts": containers, "used": names,
+        "lab": {"container_hosts": containers, "used": names, "up": lab_timings(),
                 "host_memory_mb": {n: round(v, 1) if v else None for n, v in host_mb.items()},
                 "container_hosts_that_fit_by_memory": fit},
         "sizes": args.sizes,
