@@ -228,8 +228,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)  # whatever the umask; on the file opened, never on a name swapped since
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # whatever the umask
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -451,12 +451,13 @@ import json
 
 
 def carried(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The host data pull mode carries to the host: everything but how the operator's machine
-    reaches it (ssh_* but ssh_hostname, which its certificate names; pyinfra's _* arguments such
-    as _sudo). Plain data only: anything else is refused, naming the host and the key."""
+    """The host data pull mode carries to the host: dockguard's settings (settings.SCHEMA) and
+    ssh_hostname, which its certificate names. Nothing else: not how the operator's machine reaches
+    it (ssh_*, pyinfra's _* arguments such as _sudo), nor another deploy's data (a password, a
+    token). Plain data only: anything else is refused, naming the host and the key."""
     out = {}
     for key in sorted(data):
-        if key.startswith("_") or (key.startswith("ssh_") and key != "ssh_hostname"):
+        if key not in settings.SCHEMA and key != "ssh_hostname":
             continue
         try:
             json.dumps(data[key], allow_nan=False)
@@ -642,21 +643,28 @@ def _own(inventory: str) -> tuple[str, dict[str, Any] | None]:
     return socket.gethostname(), cfg
 
 
-def write_results(rec: dict[str, Any], json_path: str, textfile_dir: str, cfg: dict[str, Any] | None) -> list[str]:
-    """last.json and the metrics, each written atomically; what could not be written."""
-    problems = []
-    try:
-        metrics.write_atomic(Path(json_path), (json.dumps(rec, indent=2) + "\n").encode(), 0o600)
-    except OSError as e:
-        problems.append(f"{json_path}: {e}")
+def write_results(rec: dict[str, Any], json_path: str, textfile_dir: str,
+                  cfg: dict[str, Any] | None) -> tuple[list[str], bool]:  # fmt: skip
+    """last.json and the metrics, each written atomically; what could not be written, and whether
+    that fails the run. A file that cannot be written is removed rather than left saying what an
+    older run found: `pull status` then says there is no result, and the metrics' absence alerts."""
+    problems, failed = [], False
+    targets = [(Path(json_path), lambda: (json.dumps(rec, indent=2) + "\n").encode(), 0o600)]
     if Path(textfile_dir).is_dir():
-        try:
-            metrics.write_atomic(Path(textfile_dir) / metrics.PROM_FILE, metrics.render(rec, cfg).encode(), 0o644)
-        except OSError as e:
-            problems.append(f"{textfile_dir}/{metrics.PROM_FILE}: {e}")
+        targets.append((Path(textfile_dir) / metrics.PROM_FILE, lambda: metrics.render(rec, cfg).encode(), 0o644))
     else:
         problems.append(f"{textfile_dir} does not exist (is prometheus-node-exporter installed?): no metrics written")
-    return problems
+    for path, data, mode in targets:
+        try:
+            metrics.write_atomic(path, data(), mode)
+        except OSError as e:
+            failed = True
+            problems.append(f"{path}: {e}")
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as gone:
+                problems.append(f"{path}: the last run's file could not be removed either ({gone})")
+    return problems, failed
 
 
 def run(inventory: str, fix: bool, json_path: str, textfile_dir: str, lock_path: str,
@@ -690,9 +698,10 @@ def run(inventory: str, fix: bool, json_path: str, textfile_dir: str, lock_path:
     if fixed is not None:
         print(cli.text_report(_renamed(fixed, name), fixing=True))
     print(cli.text_report(rec["result"] or cli._result(inventory, {}, errors), fixing=False))
-    for problem in write_results(rec, json_path, textfile_dir, cfg):
+    problems, failed = write_results(rec, json_path, textfile_dir, cfg)
+    for problem in problems:
         print(f"dockguard pull: {problem}", file=sys.stderr)
-    return rec["exit_code"]
+    return cli.EXIT_UNCHECKED if failed else rec["exit_code"]
 
 
 # --------------------------------------------------------------------------- status
@@ -897,6 +906,10 @@ def cmd_install(args) -> int:
     try:
         opts = Options(fix=args.fix, on_calendar=cli.check_calendar(args.on_calendar),
                        textfile_dir=check_textfile_dir(args.textfile_dir), cis=args.cis)  # fmt: skip
+    except (PullError, cli.UnitError) as e:  # a bad option: a usage error, as for every dockguard command
+        print(f"dockguard pull install: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    try:
         inv, names = _selected(args.inventory, args.limit)
         prepare(inv, names, opts)  # every problem of every host, before any host is touched
     except (PullError, cli.UnitError) as e:

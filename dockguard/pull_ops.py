@@ -218,7 +218,6 @@ def venv(wheels: list[dict[str, str]], digest: str, python: str, live: dict[str,
         return
     names = {w["name"] for w in wheels}
     pip_whl = sorted(n for n in names if n.startswith("pip-"))[-1]
-    dg_whl = sorted(n for n in names if n.startswith("dockguard-"))[-1]
     d = stage("venv")
     yield StringCommand(f"umask 077 && mkdir {d}", **UNPRIVILEGED)
     for w in wheels:
@@ -231,8 +230,12 @@ def venv(wheels: list[dict[str, str]], digest: str, python: str, live: dict[str,
             d,
             f'v={v}; cd "$s"; sha256sum --quiet --strict -c SHA256SUMS; rm -rf "$v"; '
             f'{q(python)} -m venv --without-pip "$v"; '
-            f'"$v/bin/python" "$s"/{q(pip_whl)}/pip install --isolated --no-index --only-binary=:all: --no-cache-dir '
-            f'--disable-pip-version-check --no-warn-script-location --quiet --find-links "$s" "$s"/{q(dg_whl)}; '
+            # Every staged wheel and nothing else: no pip configuration of the host's (PIP_CONFIG_FILE,
+            # --isolated: no find-links or index), no dependency resolution (--no-deps): the import below
+            # finds a missing one.
+            f'PIP_CONFIG_FILE=/dev/null "$v/bin/python" "$s"/{q(pip_whl)}/pip install --isolated --no-index '
+            "--only-binary=:all: --no-deps --no-cache-dir --disable-pip-version-check --no-warn-script-location "
+            '--quiet "$s"/*.whl; '
             '"$v/bin/python" -I -c "import dockguard.pull, dockguard.operations.dockerd"; '
             f'echo {digest} > "$v/{pull.VENV_MARK}"; {lock}; '
             f"ln -sfn venvs/{vid} {pull.OPT}/venv.new; mv -Tf {pull.OPT}/venv.new {pull.VENV}; "
@@ -340,8 +343,9 @@ def install(opts: pull.Options) -> None:
     try:
         target = pull.target_of(name, live["python"])
         wheels, digest = pull.wheel_set(target)
-    except pull.PullError as e:
-        failed(name="dockguard pull: dockguard can run on this host", why=str(e))
+    except Exception as e:  # pip download timing out, a full cache disk...: this host fails alone
+        failed(name="dockguard pull: dockguard can run on this host",
+               why=str(e) if isinstance(e, pull.PullError) else f"{type(e).__name__}: {e}")  # fmt: skip
         return
     directories(name="dockguard pull: /opt/dockguard-pull, /etc/dockguard/pull, /var/lib/dockguard/pull",
                 live=live["dirs"])  # fmt: skip

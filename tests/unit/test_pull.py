@@ -208,11 +208,13 @@ def _inventory(tmp_path, text: str, name: str = "site.py") -> str:
 def test_a_hosts_own_inventory_carries_its_settings_not_how_it_is_reached(tmp_path):
     inv = fleet.load(_inventory(tmp_path, (
         "web = [('dh1', {'ssh_hostname': '10.0.0.11', 'ssh_user': 'root', 'ssh_key': '/home/op/.ssh/id', "
-        "'ssh_password': 'secret', '_sudo': True, 'docker_icc': False, 'kernel_sysctl': {'kernel.kptr_restrict': 2}})]\n"
+        "'ssh_password': 'secret', '_sudo': True, 'docker_icc': False, 'kernel_sysctl': {'kernel.kptr_restrict': 2}, "
+        "'winrm_password': 'token-of-another-deploy'})]\n"
     )))  # fmt: skip
     files = pull.prepare(inv, ["dh1"], pull.Options())["dh1"]
     text, mode = files[pull.INVENTORY]
     assert mode == "600" and "secret" not in text and "/home/op/.ssh/id" not in text and "_sudo" not in text
+    assert "winrm_password" not in text and "token-of-another-deploy" not in text  # only dockguard's settings
     (tmp_path / "host").mkdir()
     (tmp_path / "host" / "inventory.py").write_text(text)
     own = fleet.load(tmp_path / "host" / "inventory.py")
@@ -285,7 +287,7 @@ def test_registry_cas_are_copied_and_the_host_reads_its_copies(tmp_path):
             "'dockguard_pki_dir': '/nonexistent/pki'})]",
             "dh1: docker_registries: there is no dockguard CA in /nonexistent/pki yet",
         ),
-        ("[('dh1', {'lab_thing': object()})]", "dh1: lab_thing: Object of type object is not JSON serializable"),
+        ("[('dh1', {'ssh_hostname': object()})]", "dh1: ssh_hostname: Object of type object is not JSON serializable"),
         ("[('@local', {})]", "@local: pull mode is installed on hosts the inventory reaches by their own name"),
         ("[('dh 1', {})]", "dh 1: its settings as the host would read them: dockguard_host_name: must be an inventory"),
     ],
@@ -300,7 +302,9 @@ def test_what_cannot_go_to_a_host_is_refused_naming_host_and_setting(tmp_path, h
 
 
 def test_every_hosts_problem_is_said_at_once(tmp_path):
-    path = _inventory(tmp_path, "web = [('dh1', {'a_thing': object()}), ('dh2', {}), ('dh3', {'b': {1, 2}})]\n")
+    path = _inventory(
+        tmp_path, "web = [('dh1', {'ssh_hostname': object()}), ('dh2', {}), ('dh3', {'ssh_hostname': {1, 2}})]\n"
+    )
     inv = fleet.load(path)
     with pytest.raises(pull.PullError) as e:
         pull.prepare(inv, ["dh1", "dh2", "dh3"], pull.Options())
@@ -623,17 +627,17 @@ def test_max_age_durations():
 def test_install_refuses_bad_input_before_any_host_is_touched(tmp_path, monkeypatch, capsys):
     deployed = []
     monkeypatch.setattr(pull, "run_deploy", lambda *a, **k: deployed.append(a))
-    path = _inventory(tmp_path, "web = [('dh1', {'docker_icc': 'maybe'}), ('dh2', {'x': object()})]\n")
+    path = _inventory(tmp_path, "web = [('dh1', {'docker_icc': 'maybe'}), ('dh2', {'docker_icc': True})]\n")
     assert cli.main(["pull", "install", path]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dockguard pull install: pull mode cannot be installed (nothing was changed on any host):")
-    assert "\n  dh1: docker_icc: expected a boolean, got a string 'maybe'\n  dh2: x: Object of type" in err
-    path = _inventory(tmp_path, "web = [('dh1', {}), ('dh2', {'x': object()})]\n", "site2.py")
+    assert "\n  dh1: docker_icc: expected a boolean, got a string 'maybe'" in err
+    path = _inventory(tmp_path, "web = [('dh1', {}), ('dh2', {'ssh_hostname': object()})]\n", "site2.py")
     assert cli.main(["pull", "install", path]) == 1
-    assert "dh2: x: Object of type object is not JSON serializable" in capsys.readouterr().err
+    assert "dh2: ssh_hostname: Object of type object is not JSON serializable" in capsys.readouterr().err
     assert cli.main(["pull", "install", path, "--limit", "dh9"]) == 1
     assert "--limit 'dh9' matches no host or group" in capsys.readouterr().err
-    assert cli.main(["pull", "install", path, "--limit", "dh1", "--textfile-dir", "tmp"]) == 1
+    assert cli.main(["pull", "install", path, "--limit", "dh1", "--textfile-dir", "tmp"]) == cli.EXIT_USAGE
     assert deployed == []
     assert cli.main(["pull", "status", path, "--max-age", "soon"]) == cli.EXIT_USAGE
     with pytest.raises(SystemExit) as e:
@@ -687,3 +691,21 @@ def test_the_deploy_gets_its_options_through_the_environment():
     finally:
         del os.environ[pull.Options.ENV]
     assert pull.Options.from_env() == pull.Options()
+
+
+def test_a_result_that_cannot_be_written_fails_the_run_and_leaves_no_older_one(own, monkeypatch, capsys):
+    """A clean result from an earlier run must not stand for a run that found drift but could not
+    write it (a full /var): the old files go, `pull status` says there is no result, the run fails."""
+    fake_pyinfra(monkeypatch, [(0, {"@local": []}, [], None)])
+    assert _run(own) == 0 and Path(own["json"]).exists()
+    real = pull.metrics.write_atomic
+
+    def full_disk(path, data, mode):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pull.metrics, "write_atomic", full_disk)
+    fake_pyinfra(monkeypatch, [(0, {"@local": NOTES}, PLAN, None)])
+    assert _run(own) == cli.EXIT_UNCHECKED
+    assert not Path(own["json"]).exists()
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.setattr(pull.metrics, "write_atomic", real)
