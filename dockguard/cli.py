@@ -194,15 +194,25 @@ def _result(inventory: str, hosts: dict, errors: list[str], rc: int | None = Non
     return {"inventory": inventory, "errors": errors, "hosts": hosts, "exit_code": code, "pyinfra_exit_code": rc}
 
 
-def _read_notes(notes_dir: str) -> tuple[dict[str, list], list[str]]:
-    notes, errors = {}, []
-    for f in sorted(Path(notes_dir).glob("*.json")):
+def read_host_files(directory: str, problem, value=lambda data: data) -> tuple[dict[str, Any], list[str]]:
+    """The JSON files a run left in ``directory``, one per host: {its "host": value(its data)},
+    and, for a file that cannot be read, ``problem(file, error)``."""
+    found, errors = {}, []
+    for f in sorted(Path(directory).glob("*.json")):
         try:
             data = json.loads(f.read_text())
-            notes[data["host"]] = list(data["notes"])
+            found[data["host"]] = value(data)
         except (ValueError, KeyError, TypeError) as e:
-            errors.append(f"the drift notes {f.name} could not be read ({e}): that host counts as unchecked")
-    return notes, errors
+            errors.append(problem(f, e))
+    return found, errors
+
+
+def _read_notes(notes_dir: str) -> tuple[dict[str, list], list[str]]:
+    return read_host_files(
+        notes_dir,
+        lambda f, e: f"the drift notes {f.name} could not be read ({e}): that host counts as unchecked",
+        lambda data: list(data["notes"]),
+    )
 
 
 def check(inventory: str, limit: list[str]) -> dict[str, Any]:

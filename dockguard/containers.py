@@ -286,11 +286,9 @@ def run(inventory: str, limit: list[str]) -> dict[str, Any]:
     """Audit every container of every host of ``inventory`` (or of ``limit``): pyinfra runs
     containers_deploy.py (one fact per host, nothing changed). A host whose audit did not come
     back is ``unchecked``, never clean."""
-    import json
     import os
     import subprocess
     import tempfile
-    from pathlib import Path
 
     from . import PACKAGE, ROOT, cli, fleet
 
@@ -309,13 +307,10 @@ def run(inventory: str, limit: list[str]) -> dict[str, Any]:
                str(PACKAGE / "containers_deploy.py")]  # fmt: skip
         r = subprocess.run(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=3600)  # fmt: skip
-        found = {}
-        for f in sorted(Path(out_dir).glob("*.json")):
-            try:
-                data = json.loads(f.read_text())
-                found[data["host"]] = data
-            except (ValueError, KeyError, TypeError) as e:
-                errors.append(f"the audit of {f.stem} could not be read ({e}): that host counts as unchecked")
+        found, unreadable = cli.read_host_files(
+            out_dir, lambda f, e: f"the audit of {f.stem} could not be read ({e}): that host counts as unchecked"
+        )
+        errors += unreadable
     hosts: dict[str, Any] = {}
     for name in names:
         if name in found:

@@ -803,14 +803,7 @@ def status(inventory: str, limit: list[str], max_age: int, version: str) -> dict
 
 
 def read_status_dir(out_dir: str) -> tuple[dict[str, dict], list[str]]:
-    found, errors = {}, []
-    for f in sorted(Path(out_dir).glob("*.json")):
-        try:
-            data = json.loads(f.read_text())
-            found[data["host"]] = data
-        except (ValueError, KeyError, TypeError) as e:
-            errors.append(f"a host's status file {f.name} could not be read ({e})")
-    return found, errors
+    return cli.read_host_files(out_dir, lambda f, e: f"a host's status file {f.name} could not be read ({e})")
 
 
 def status_text(result: dict[str, Any]) -> str:
