@@ -132,6 +132,19 @@ def is_failed(h) -> bool:
     return real_host(h) in state.failed_hosts
 
 
+def host_changes(h) -> int:
+    """How many operations of host ``h`` have executed commands in this run so far (0 before
+    the run executes anything, or outside a run). A fact read before that number moved still
+    describes the host (see operations.Context.fact)."""
+    from pyinfra import state
+
+    ops = getattr(state, "ops", None)
+    if not isinstance(ops, dict):
+        return 0
+    datas = ops.get(real_host(h)) or {}
+    return sum(1 for d in datas.values() if getattr(getattr(d, "operation_meta", None), "executed", False))
+
+
 def connector_arguments() -> dict:
     """The connector arguments (``_sudo`` and the like, from the inventory) of the current
     operation: a FunctionCommand's own host calls do not get them otherwise."""

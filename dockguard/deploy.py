@@ -28,10 +28,12 @@ from .operations import (
     audit,
     authz,
     checked,
+    content,
     docker_files,
     docker_group,
     dockerd,
     firewall,
+    hostpaths,
     kernel,
     lynis,
     mac,
@@ -63,6 +65,38 @@ AREAS = (
     ("lynis", lynis.configure),  # CIS 1.2.1: audit again if changed, save report, gate
 )
 AREA_NAMES = tuple(dict.fromkeys(name for name, _ in AREAS))
+
+
+# The facts each area reads, for the preflight to read in one command per host
+# (operations/prefetch.py); the areas read any fact missing from it themselves.
+READS = (
+    ("lynis", lynis.reads),
+    ("authz", authz.reads),
+    ("dockerd", dockerd.reads),
+    ("registries", registries.reads),
+    ("files", lambda ctx: [hostpaths.request()]),
+    ("audit", audit.reads),
+    ("docker_group", docker_group.reads),
+    ("sshd", sshd.reads),
+    ("kernel", kernel.reads),
+    ("os_packages", os_packages.reads),
+    ("accounts", accounts.reads),
+    ("firewall", firewall.reads),
+)
+
+
+def reads(ctx: Context) -> list:
+    """Every fact the enabled areas of ``ctx``'s host will read, and the digests of the files
+    they render."""
+    out = [*content.reads(ctx)]
+    for name, area_reads in READS:
+        if ctx.enabled(name):
+            out += [r for r in area_reads(ctx) if r[0] not in {k for k, _, _ in out}]
+    return out
+
+
+def _preflight(hosts: list) -> None:
+    dockerd.preflight(hosts, reads=reads)
 
 
 def harden(ctx: Context) -> None:
@@ -97,7 +131,7 @@ def _prepare(ctx: Context) -> None:
 def run() -> None:
     """The body of a deploy file: harden the current host."""
     compat.install_speedups()
-    settings.for_host(host, inventory, preflight=dockerd.preflight)
+    settings.for_host(host, inventory, preflight=_preflight)
     if dockerd.refused(host):
         return
     try:

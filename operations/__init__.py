@@ -32,10 +32,16 @@ def failed(why: str):
 
 class Context:
     """Everything dockguard knows about one host in one run, in one place: its settings,
-    the facts read once for every area (``fact``), what an area keeps for a later one
+    the facts read for every area (``fact``), what an area keeps for a later one
     (``scratch``), the operations that changed something so far (``changed``), and its
     drift notes. ``refresh`` forgets the facts and scratch (Docker was installed in this
-    run: read it again); the notes and settings stay."""
+    run: read it again); the notes and settings stay.
+
+    A fact is read once and kept while it still describes the host: until an operation of
+    this host executes a command (compat.host_changes). The preflight reads every fact a
+    run needs in one command per host (operations/prefetch.py) and hands them in with
+    ``remember``; an operation that reads one while it executes gets that reading when
+    nothing ran on the host before it, and a fresh one otherwise."""
 
     _hosts: dict[str, Context] = {}
 
@@ -43,6 +49,7 @@ class Context:
         self.name = name
         self.cfg = cfg
         self.facts: dict[str, object] = {}
+        self.read_at: dict[str, int] = {}  # key: compat.host_changes when the fact was read
         self.scratch: dict[str, dict] = {}
         self.changed: list = []
         self.notes: list[dict[str, str | None]] = []
@@ -62,15 +69,33 @@ class Context:
         return cls._hosts[name]
 
     def fact(self, key: str, fact_cls, **kwargs):
-        """A fact read once per host and run (or handed in by the preflight: ``remember``)."""
-        if key not in self.facts:
-            from pyinfra import host
+        """Fact ``fact_cls(**kwargs)`` of the current host, under ``key``: the reading kept
+        (the preflight's, or an earlier one) while nothing has run on the host since; else
+        read now, and kept."""
+        from pyinfra import host
 
+        from dockguard import compat
+
+        now = compat.host_changes(host)
+        if key not in self.facts or self.read_at.get(key, 0) != now:
             self.facts[key] = host.get_fact(fact_cls, **kwargs)
+            self.read_at[key] = now
         return self.facts[key]
 
+    def kept(self, key: str):
+        """The reading kept under ``key`` while it still describes the host, else None."""
+        from pyinfra import host
+
+        from dockguard import compat
+
+        if key in self.facts and self.read_at.get(key, 0) == compat.host_changes(host):
+            return self.facts[key]
+        return None
+
     def remember(self, key: str, value) -> None:
+        """Hand in a reading made before this host's run executed anything (the preflight)."""
         self.facts[key] = value
+        self.read_at[key] = 0
 
     def area(self, name: str) -> dict:
         """An area's own per-host scratch space."""
@@ -81,6 +106,7 @@ class Context:
 
     def refresh(self) -> None:
         self.facts.clear()
+        self.read_at.clear()
         self.scratch.clear()
 
 
@@ -109,8 +135,8 @@ def checked() -> None:
 
 
 class PerHost:
-    """One fact of the current host's Context, read once (see Context.fact): ``get`` reads
-    it on first use, ``set`` hands in the preflight's reading."""
+    """One fact of the current host's Context (see Context.fact): ``get`` reads it on first
+    use, ``set`` hands in the preflight's reading."""
 
     def __init__(self, fact) -> None:
         self.fact = fact
@@ -122,3 +148,7 @@ class PerHost:
 
     def get(self) -> dict:
         return Context.of().fact(self.key, self.fact)
+
+    def request(self) -> tuple:
+        """This fact as a prefetch request (operations/prefetch.py)."""
+        return (self.key, self.fact, {})

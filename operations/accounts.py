@@ -282,6 +282,11 @@ def compilers(found: list[dict[str, Any]]):
 # ----------------------------------------------------------------------------- the area
 
 
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [(f"{__name__}.AccountsState", AccountsState, {})]
+
+
 def configure(ctx: Context) -> list:
     cfg = ctx.cfg
     live = ctx.fact(f"{__name__}.AccountsState", AccountsState)

@@ -230,9 +230,14 @@ def loaded(wanted: list[str], live: dict[str, Any] | None = None, runtime: list[
     )
 
 
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [("audit.AuditState", AuditState, {}), hostpaths.request()]
+
+
 def configure(ctx: Context) -> list:
     """CIS 1.1.3-1.1.18."""
-    live = host.get_fact(AuditState)
+    live = ctx.fact("audit.AuditState", AuditState)
     paths = hostpaths.current()
     watched = watched_paths(paths)
     for path in unwatchable(watched):

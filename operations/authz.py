@@ -231,6 +231,13 @@ def removed(present: list[str], socket: str):
     yield StringCommand(hostlock.prefix() + "; ".join(cmds))
 
 
+def reads(ctx: Context) -> list:
+    """The facts configure or cleanup read (operations/prefetch.py)."""
+    if ctx.cfg["docker_authz_policy"] is None:
+        return [("authz.AuthzState.units", AuthzState, {"engine": False})]
+    return [("authz.AuthzState", AuthzState, {})]
+
+
 def configure(ctx: Context) -> list:
     """Before dockerd's area: the plugin, its policy and units, the socket listening."""
     cfg = ctx.cfg

@@ -105,11 +105,20 @@ def atomic_write(path: str, data: bytes, digest: str | None, mode: str = "644"):
 # Every file dockguard renders: the first area to ask reads all their digests in one
 # command, for the areas after it (the files are not written until the operations run).
 MANAGED = registry.managed_files()
+DIGESTS_KEY = "content.Digests"
+
+
+def reads(ctx: Context) -> list:
+    """The digests every area asks for (operations/prefetch.py)."""
+    return [(DIGESTS_KEY, Digests, {"paths": sorted(MANAGED)})]
 
 
 def digests(paths: list[str]) -> dict[str, str | None]:
     """The digests of ``paths`` as this host has them now (read once per run, see MANAGED)."""
-    known = Context.of().area("content")
+    ctx = Context.of()
+    known = ctx.area("content")
+    if not known and ctx.kept(DIGESTS_KEY):  # the preflight's reading (operations/prefetch.py)
+        known.update(ctx.kept(DIGESTS_KEY))
     missing = [p for p in paths if p not in known]
     if missing:
         wanted = missing if known else sorted(set(MANAGED) | set(missing))

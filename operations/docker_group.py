@@ -75,7 +75,7 @@ def _names(members: list[str]) -> str:
 
 @operation()
 def members(allowed: list[str], enforce: bool):
-    current = list(host.get_fact(DockerGroupMembers) or [])
+    current = list(Context.of().fact(MEMBERS_KEY, DockerGroupMembers) or [])
     others = unexpected(current, allowed)
     if not others:
         host.noop(f"docker group members are allowed ({len(current)})")
@@ -101,7 +101,13 @@ def members(allowed: list[str], enforce: bool):
     yield " && ".join(remove_command(m) for m in removable)
 
 
+MEMBERS_KEY = "docker_group.DockerGroupMembers"
 GROUP_OP = "CIS 1.1.2: only trusted users in the docker group"
+
+
+def reads(ctx: Context) -> list:
+    """The facts this area reads (operations/prefetch.py)."""
+    return [(MEMBERS_KEY, DockerGroupMembers, {})]
 
 
 def configure(ctx: Context) -> list:

@@ -18,6 +18,7 @@ import json
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from pyinfra.api.exceptions import DeployError, FactProcessError
 
 from dockguard import compat, identity, pki, registry, settings, systemd
 
-from . import Context, PerHost, content, drift, hostlock, platform, safe, say, tls, userns, warn
+from . import Context, PerHost, content, drift, hostlock, platform, prefetch, safe, say, tls, userns, warn
 
 DAEMON_JSON = registry.DAEMON_JSON
 DEFAULTS_FILE = "/etc/default/docker"
@@ -868,9 +869,34 @@ def needs_disk(live: dict[str, Any]) -> str | None:
 _live = PerHost(DockerdState)
 
 
-def _read_state(h) -> tuple[dict[str, Any], dict[str, Any], dict | None]:
+def reads(ctx: Context) -> list:
+    """The facts this area reads besides the preflight's (operations/prefetch.py)."""
+    out = []
+    if ctx.cfg["docker_userns_remap"] == "default":
+        out.append((userns.SUBIDS_KEY, userns.SubIds, {}))
+    if ctx.cfg["docker_tcp_listen"]:
+        out.append((tls.FILES_KEY, tls.TlsFiles, {}))
+    return out
+
+
+Reads = Callable[[Context], list]
+
+
+def _read_state(h, reads: Reads | None = None) -> tuple[dict[str, Any], dict[str, Any], dict | None]:
+    """Host ``h``'s dockerd state, platform and (where the daemon cannot answer) storage, and
+    every fact ``reads`` names for it, in one remote command (operations/prefetch.py)."""
     with compat.on_host(h):
-        live, plat = h.get_fact(DockerdState), h.get_fact(platform.HostPlatform)
+        ctx = Context.of(h)
+        wanted = [_live.request(), platform.request(), *(reads(ctx) if reads else [])]
+        got = prefetch.read(h, wanted)
+        live = got.pop(_live.key, None)
+        plat = got.pop(platform.KEY, None)
+        if live is None:
+            live = h.get_fact(DockerdState)
+        if plat is None:
+            plat = h.get_fact(platform.HostPlatform)
+        for key, value in got.items():
+            ctx.remember(key, value)
         root = needs_disk(live) if live else None
         disk = h.get_fact(DockerStorage, root=root) if root else None
         return live, plat, disk
@@ -895,7 +921,7 @@ def refused(h) -> bool:
     return compat.real_host(h).name in _refused or compat.is_failed(h)
 
 
-def preflight(hosts: list) -> None:
+def preflight(hosts: list, reads: Reads | None = None) -> None:
     """Runs once, before any host is prepared: read every host's dockerd state (in
     parallel), refuse a host whose settings would break dockerd or hide containers (that
     host alone fails, with the reason; the others go on), and make the CA on the
@@ -903,7 +929,7 @@ def preflight(hosts: list) -> None:
     itself and only the CA's public certificates are there: dockguard/identity.py)."""
     from pyinfra import state
 
-    greenlets = {h: gevent.spawn(_read_state, h) for h in hosts}
+    greenlets = {h: gevent.spawn(_read_state, h, reads) for h in hosts}
     gevent.joinall(list(greenlets.values()))
     listening, bad = [], []
     for h, g in sorted(greenlets.items(), key=lambda kv: kv[0].name):

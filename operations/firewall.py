@@ -247,6 +247,11 @@ WantedBy=multi-user.target
 """
 
 
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [("firewall.FirewallState", FirewallState, {})]
+
+
 def configure(ctx: Context) -> list:
     """The firewall script and its boot unit, and the rules live."""
     live = ctx.fact("firewall.FirewallState", FirewallState)

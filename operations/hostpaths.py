@@ -79,3 +79,4 @@ class DockerHostPaths(FactBase):
 
 _cache = PerHost(DockerHostPaths)
 current = _cache.get  # this host's paths as read while it is prepared (once, for every area)
+request = _cache.request

@@ -111,7 +111,8 @@ class SysctlState(FactBase):
             p, k = shlex.quote(proc_path(key)), shlex.quote(key)
             parts.append(
                 f"if [ -e {p} ]; then if [ -w {p} ]; then s=w; else s=r; fi; "
-                f"printf '%s %s %s\\n' \"$s\" {k} \"$(tr '\\t\\n' '  ' 2>/dev/null < {p})\"; "
+                # read, a shell builtin: no process per key (the fact is read on every run)
+                f'v=; read -r v 2>/dev/null < {p}; printf \'%s %s %s\\n\' "$s" {k} "$v"; '
                 f"else printf -- '- %s\\n' {k}; fi;"
             )
         parts.append(f"echo end {len(keys)}")
@@ -194,6 +195,11 @@ def applied(keys: dict[str, str], live: dict[str, dict[str, Any]], container: st
     drift("KRNL-6000", f"sysctl keys differ: {_listed(todo['write'], live, keys)}", LIVE_OP)
     args = " ".join(shlex.quote(f"{k}={keys[k]}") for k in todo["write"])
     yield StringCommand(hostlock.prefix() + f"sysctl -q -w {args}")
+
+
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [(f"{__name__}.SysctlState", SysctlState, {"keys": list(wanted(ctx.cfg))})]
 
 
 def configure(ctx: Context) -> list:

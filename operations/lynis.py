@@ -119,7 +119,7 @@ def audit():
 @operation()
 def summary(reports_dir: str, minimum: int | None):
     """Print the index before and after, save the report here, and apply the gate."""
-    live = host.get_fact(LynisReport)
+    live = Context.of().fact(REPORT_KEY, LynisReport)  # read again if Lynis ran in this run
     before, after = index_of(live["baseline"]), index_of(live["report"])
     report = live["report"]
     if report:
@@ -145,13 +145,21 @@ def reports_path(cfg: dict[str, Any]) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
+REPORT_KEY = "lynis.LynisReport"
+
+
+def reads(ctx: Context) -> list:
+    """The facts this area reads (operations/prefetch.py)."""
+    return [(REPORT_KEY, LynisReport, {})] if ctx.cfg["lynis_enabled"] else []
+
+
 def baseline_area(ctx: Context) -> list:
     """First area: the baseline audit of a host that has no report yet. Returns the
     operation that writes dockguard's Lynis profile (if Lynis is on)."""
     cfg = ctx.cfg
     if not cfg["lynis_enabled"]:
         return []
-    live = host.get_fact(LynisReport)
+    live = ctx.fact(REPORT_KEY, LynisReport)
     packages.installed(
         name="CIS 1.2.1: Lynis installed",
         present=live["installed"],

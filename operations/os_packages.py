@@ -102,9 +102,17 @@ class OsPackagesState(FactBase):
     bool, "units": {unit: {"active", "enabled"}}}. Output cut short (no ``end=``) or a
     line it does not know is a FactProcessError."""
 
-    def command(self, codename: str) -> str:
+    def command(self, codename: str | None = None) -> str:
+        """``codename``: the release's (None: VERSION_CODENAME of /etc/os-release, as
+        platform.HostPlatform reads it, for the preflight's batch, which reads both at once)."""
         names = " ".join(KNOWN)
-        suite = shlex.quote(f"^[^#]*[[:space:]]{codename}-security([[:space:]]|$)")
+        if codename is None:
+            suite = (
+                '"^[^#]*[[:space:]]$(. /etc/os-release 2>/dev/null; printf %s "$VERSION_CODENAME" | tr -cd a-z0-9)'
+                '-security([[:space:]]|$)"'
+            )
+        else:
+            suite = shlex.quote(f"^[^#]*[[:space:]]{codename}-security([[:space:]]|$)")
         units = " ".join(UNITS)
         return (
             "if command -v dpkg-query >/dev/null 2>&1; then "
@@ -397,12 +405,20 @@ def _installed(ctx: Context, **kwargs):
     return op
 
 
+STATE_KEY = "os_packages.OsPackagesState"
+
+
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [(STATE_KEY, OsPackagesState, {"codename": None})]
+
+
 def configure(ctx: Context) -> list:
     """PKGS-7388, PKGS-7420, the audit tools, FINT-4350/4402 (see the module docstring)."""
     cfg = ctx.cfg
     plat = platform.current()
     apt = plat.get("pkg") == "apt"
-    live = ctx.fact("os_packages.OsPackagesState", OsPackagesState, codename=plat.get("codename") or "none")
+    live = ctx.fact(STATE_KEY, OsPackagesState, codename=plat.get("codename") or "none")
     content.digests(list(FILES))  # every file of this area in one read
     ops: list = []
     ctx.area("os_packages")["installs"] = []

@@ -220,3 +220,5 @@ def problems(plat: dict[str, Any], cfg: dict[str, Any], dockerd_present: bool) -
 _cache = PerHost(HostPlatform)
 remember = _cache.set
 current = _cache.get  # this host's HostPlatform (as the preflight read it, or read now)
+request = _cache.request
+KEY = _cache.key

@@ -167,10 +167,20 @@ def credentials_private(files: list[dict[str, str]]):
     yield StringCommand("chmod 600 " + " ".join(shlex.quote(p) for p in loose))
 
 
+def _request(ctx: Context) -> tuple:
+    addresses = [r["address"] for r in ctx.cfg["docker_registries"]]
+    return ("registries.RegistryFiles", RegistryFiles, {"addresses": addresses})
+
+
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [_request(ctx)]
+
+
 def configure(ctx: Context) -> list:
     cfg = ctx.cfg
     registries = cfg["docker_registries"]
-    live = host.get_fact(RegistryFiles, addresses=[r["address"] for r in registries])
+    live = ctx.fact(*_request(ctx)[:2], **_request(ctx)[2])
     ops = []
     cas = {}
     for reg in registries:

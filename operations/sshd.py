@@ -154,6 +154,11 @@ def dropin(text: str, digest: str | None, applied: str | None, unit: str | None)
     )
 
 
+def reads(ctx: Context) -> list:
+    """The facts configure reads (operations/prefetch.py)."""
+    return [("sshd.SshdState", SshdState, {})]
+
+
 def configure(ctx: Context) -> list:
     """The sshd drop-in, validated and loaded; what sshd really uses, checked."""
     live = ctx.fact("sshd.SshdState", SshdState)

@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, operation
 from pyinfra.api.exceptions import FactProcessError
 
-from . import safe
+from . import Context, safe
 
 USER = "dockremap"
 SIZE = 65536
@@ -72,10 +72,13 @@ def next_free(ranges: list[list]) -> int:
     return -(-end // SIZE) * SIZE
 
 
+SUBIDS_KEY = "userns.SubIds"
+
+
 @operation()
 def remap_user():
     """The dockremap system user and group, with ranges in /etc/subuid and /etc/subgid."""
-    live = host.get_fact(SubIds)
+    live = Context.of().fact(SUBIDS_KEY, SubIds)
     cmds = []
     if not live["group"]:
         cmds.append(f"groupadd --system {USER}")

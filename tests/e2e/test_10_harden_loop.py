@@ -8,6 +8,7 @@ The tests run in file order and build on each other, as an operator's day would.
 from __future__ import annotations
 
 import json
+import re
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 
@@ -31,11 +32,15 @@ def test_first_apply_hardens_every_host_and_second_apply_changes_nothing(lab):
         assert "CIS 2.x: /etc/docker/daemon.json content" in first.changed_ops(name)
         assert bridge_icc(lab, name) == "false"
 
-    second = lab.apply()
+    second = lab.apply("--debug")
     assert second.rc == 0, second.stderr[-3000:]
     assert second.totals["success"] == 0, second.out["results"]["operations"]
     assert second.totals["error"] == 0
     assert second.totals["no_change"] > 0
+    # A no-op run reads each host once: every fact of every area in one command (the
+    # preflight's batch, operations/prefetch.py), none on its own.
+    read = re.findall(r"Getting fact: (\S+)", second.stderr)
+    assert read == ["dockguard.operations.prefetch.Batch"] * len(lab.names), read
 
 
 def test_cis_suite_passes_on_every_host(lab, tmp_path):

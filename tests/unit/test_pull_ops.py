@@ -168,7 +168,7 @@ def test_the_preflight_never_makes_a_ca_in_pull_mode(monkeypatch, tmp_path):
 
     made = []
     monkeypatch.setattr(pki, "ensure_ca", lambda *a, **k: made.append(a))
-    monkeypatch.setattr(dockerd, "_read_state", lambda h: ({"dockerd": "x"}, {"family": "debian"}, None))
+    monkeypatch.setattr(dockerd, "_read_state", lambda h, reads=None: ({"dockerd": "x"}, {"family": "debian"}, None))
     monkeypatch.setattr(dockerd, "preflight_problems", lambda *a: [])
     monkeypatch.setattr(dockerd._live, "set", lambda h, v: None)
     monkeypatch.setattr(dockerd.platform, "remember", lambda h, v: None)
