@@ -56,8 +56,14 @@ class FirewallState(FactBase):
             "systemctl is-enabled dockguard-firewall.service >/dev/null 2>&1 && echo unit_enabled=yes; "
         ]
         for v, tool in _TOOLS.items():
+            # One {tool}-save of the filter table (not a -S per chain: the fact is read on every run),
+            # reduced to the lines -S would print for these chains.
+            keep = f"(INPUT|DOCKER-USER|{INPUT}|{PUB})"
             parts.append(
-                f"if command -v {tool} >/dev/null 2>&1; then "
+                f"if command -v {tool}-save >/dev/null 2>&1 && command -v {tool} >/dev/null 2>&1; then "
+                f"{tool}-save -t filter 2>/dev/null | sed -n -E -e 's/^:INPUT ([A-Z]+) .*/v{v} -P INPUT \\1/p' "
+                f"-e 's/^(-A {keep} .*)/v{v} \\1/p'; "
+                f"elif command -v {tool} >/dev/null 2>&1; then "
                 f"{tool} -w 5 -S INPUT 2>/dev/null | sed 's/^/v{v} /'; "
                 f"{tool} -w 5 -S DOCKER-USER 2>/dev/null | sed 's/^/v{v} /'; "
                 f"for c in {INPUT} {PUB}; do {tool} -w 5 -S $c 2>/dev/null | sed 's/^/v{v} /'; done; fi; "

@@ -139,8 +139,17 @@ class OsPackagesState(FactBase):
             "&& break; done; "
             f"for f in aide_db:{AIDE_DB['apt']} aide_db:{AIDE_DB['dnf']} rkhunter_db:{RKHUNTER_DB}; do "
             '[ -f "${f#*:}" ] && echo "${f%%:*}=yes"; done; '
-            f"for u in {units}; do a=$(systemctl show -p ActiveState --value $u 2>/dev/null); "
-            'e=$(systemctl is-enabled $u 2>/dev/null); echo "unit=$u ${a:-unknown} ${e:-none}"; done; '
+            # One systemctl for every unit (blocks in the order asked): UnitFileState is what
+            # is-enabled says, empty where there is no unit file.
+            f"systemctl show -p ActiveState -p UnitFileState {units} 2>/dev/null | awk -v names={shlex.quote(units)} "
+            + shlex.quote(
+                'BEGIN { n = split(names, u, " "); i = 1 } '
+                'function out() { if (i <= n && seen) print "unit=" u[i] " " (a == "" ? "unknown" : a) '
+                '" " (e == "" ? "none" : e); i++; a = ""; e = ""; seen = 0 } '
+                "/^$/ { out(); next } /^ActiveState=/ { a = substr($0, 13); seen = 1 } "
+                "/^UnitFileState=/ { e = substr($0, 15); seen = 1 } END { out() }"
+            )
+            + "; "
             "echo end=ok"
         )
 
