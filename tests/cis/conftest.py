@@ -67,11 +67,26 @@ def pytest_configure(config):
         )
     if any(h.data.get("_sudo") for h in inventory):  # e.g. the Vagrant boxes: log in as vagrant, check as root
         config.option.sudo = True
-    with tempfile.NamedTemporaryFile("w", prefix="dockguard-ssh-", suffix=".conf", delete=False) as f:
-        f.write(fleet.ssh_config(inventory))
-    config.add_cleanup(lambda: os.unlink(f.name))
-    config.option.ssh_config = f.name
+    # One SSH connection per host for the whole suite (testinfra asks for ControlMaster=auto
+    # but names no ControlPath, so each check was a new connection: on an emulated VM most of
+    # the suite's time). The masters live in this run's own directory and are closed at its end.
+    shared = tempfile.mkdtemp(prefix="dockguard-cis-")
+    path = os.path.join(shared, "ssh.conf")
+    with open(path, "w") as f:
+        f.write(fleet.ssh_config(inventory) + f"\nHost *\n  ControlPath {shared}/%C\n")
+    config.add_cleanup(lambda: _close_masters(path, shared, [h.name for h in inventory]))
+    config.option.ssh_config = path
     config.option.hosts = ",".join(f"ssh://{h.name}" for h in inventory)
+
+
+def _close_masters(config_path: str, directory: str, names: list[str]) -> None:
+    import shutil
+    import subprocess
+
+    for name in names:
+        if any(os.scandir(directory)):
+            subprocess.run(["ssh", "-F", config_path, "-O", "exit", name], capture_output=True, timeout=10)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 _releases: dict[str, str] = {}
