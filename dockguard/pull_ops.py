@@ -304,6 +304,10 @@ def timer(reload: bool, enabled: str, active: str):
     yield " && ".join(steps)
 
 
+# Where systemd keeps a Persistent= timer's last trigger (removed with the timer).
+TIMER_STAMP = f"/var/lib/systemd/timers/stamp-{pull.TIMER}"
+
+
 @operation()
 def removed(live: dict[str, Any], textfile_dirs: list[str]):
     """Everything pull install made, gone: the timer and service (a run in progress finishes
@@ -322,7 +326,7 @@ def removed(live: dict[str, Any], textfile_dirs: list[str]):
         f"systemctl stop {pull.SERVICE} >/dev/null 2>&1; "
         f"rm -f {' '.join(pull.UNITS)} && systemctl daemon-reload && "
         f"{{ systemctl reset-failed {pull.SERVICE} {pull.TIMER} >/dev/null 2>&1; true; }} && "
-        f"rm -rf {pull.OPT} {pull.ETC} {pull.STATE} && rm -f {proms} && "
+        f"rm -rf {pull.OPT} {pull.ETC} {pull.STATE} && rm -f {proms} {q(TIMER_STAMP)} && "
         "{ rmdir /etc/dockguard /var/lib/dockguard 2>/dev/null; true; }"
     )
 
@@ -355,6 +359,9 @@ def install(opts: pull.Options) -> None:
           specs={p: [t, m] for p, (t, m) in specs.items()}, live=live["files"])  # fmt: skip
     wanted = set(specs)
     left = sorted(p for kind, p in live["found"] if kind != "d" and p not in wanted)
+    earlier = _configured_textfile_dir(live["config"])
+    if earlier and earlier != opts.textfile_dir:  # the metrics moved: node_exporter must not serve the old file
+        left.append(f"{earlier}/{metrics.PROM_FILE}")
     stale(name="dockguard pull: files of an earlier install removed", paths=left)
     units_changed = any(not isinstance(live["files"].get(p), dict) or live["files"][p]["sha256"] != sha256(specs[p][0])
                         for p in pull.UNITS)  # fmt: skip

@@ -188,3 +188,35 @@ def test_the_preflight_never_makes_a_ca_in_pull_mode(monkeypatch, tmp_path):
         assert made == []
         dockerd.preflight([pushed])
         assert made == [(tmp_path / "operator",)]
+
+
+def _install_with(monkeypatch, config: str | None, textfile_dir: str) -> list:
+    """pull_ops.install with the host's reading given and every operation recorded, not run."""
+    from types import SimpleNamespace
+
+    from dockguard import pull, pull_ops
+
+    calls = []
+    live = {"python": {"path": "/usr/bin/python3"}, "dirs": {}, "files": {}, "found": [], "timer": {},
+            "config": config}  # fmt: skip
+    fake = SimpleNamespace(name="h", data=SimpleNamespace(dict=lambda: {}), get_fact=lambda *a, **k: live)
+    monkeypatch.setattr(pull_ops, "host", fake)
+    monkeypatch.setattr(pull, "host_files", lambda *a: {u: ("x", "644") for u in pull.UNITS})
+    monkeypatch.setattr(pull, "target_of", lambda *a: SimpleNamespace(python="3.11"))
+    monkeypatch.setattr(pull, "wheel_set", lambda t: ([], "digest"))
+    for op in ("directories", "venv", "files", "stale", "timer"):
+        monkeypatch.setattr(pull_ops, op, lambda _op=op, **kw: calls.append((_op, kw)))
+    pull_ops.install(pull.Options(textfile_dir=textfile_dir))
+    return calls
+
+
+def test_an_install_to_another_textfile_directory_removes_the_old_metrics_file(monkeypatch):
+    """node_exporter must not go on serving the old file (frozen metrics) after the move."""
+    import json as _json
+
+    moved = _install_with(monkeypatch, _json.dumps({"textfile_dir": "/srv/old"}), "/srv/new")
+    assert dict(moved)["stale"]["paths"] == ["/srv/old/dockguard.prom"]
+    same = _install_with(monkeypatch, _json.dumps({"textfile_dir": "/srv/new"}), "/srv/new")
+    assert dict(same)["stale"]["paths"] == []
+    unreadable = _install_with(monkeypatch, "{not json", "/srv/new")
+    assert dict(unreadable)["stale"]["paths"] == []
