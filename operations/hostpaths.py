@@ -36,15 +36,17 @@ class DockerHostPaths(FactBase):
     may hold any bytes (not UTF-8: surrogate escapes, safe.name)."""
 
     def command(self) -> str:
+        # The binaries' and units' paths (absolute: find never takes one for an expression) are
+        # stat()ed by the one find of the fixed paths: not a find per path (read on every run).
         return safe.stream(
             "paths",
-            f"for b in {' '.join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && case $p in /*) "
-            f'printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; find "$p" -maxdepth 0 -printf \'{STAT}\';; esac; done; '
+            f"set --; for b in {' '.join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && case $p in /*) "
+            f'printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; set -- "$@" "$p";; esac; done; '
             f"for u in {' '.join(UNITS)}; do p=$(systemctl show --value -p FragmentPath $u 2>/dev/null) && "
             'case $p in /*) if [ -e "$p" ] || [ -L "$p" ]; then '
-            f'printf \'unit\\0%s\\0%s\\0\' "$u" "$p"; find "$p" -maxdepth 0 -printf \'{STAT}\'; fi;; esac; done; '
+            f'printf \'unit\\0%s\\0%s\\0\' "$u" "$p"; set -- "$@" "$p"; fi;; esac; done; '
             f"find /etc/docker/certs.d -mindepth 1 -printf 'cert\\0%p\\0{STAT}'; "
-            f"find {' '.join(PATHS)} -maxdepth 0 -printf '{STAT}';",
+            f"find \"$@\" {' '.join(PATHS)} -maxdepth 0 -printf '{STAT}';",
         )
 
     @staticmethod

@@ -33,6 +33,8 @@ def command_of(fact_cls: type, kwargs: dict[str, Any]) -> str | None:
     fact = fact_cls()
     if fact.shell_executable or _call(fact.requires_command, kwargs):
         return None
+    if type(fact).check_preconditions is not FactBase.check_preconditions:
+        return None  # its own checks come first
     cmd = _call(fact.command, kwargs)
     return cmd if isinstance(cmd, str) else None
 
@@ -42,10 +44,21 @@ def _call(attr, kwargs: dict[str, Any]):
 
 
 class Batch(FactBase):
-    """[(exit status, stdout lines) or None] for each command of ``commands``, in order
-    (None: the part's output did not arrive whole)."""
+    """[(exit status, stdout lines) or None] for each command of the batch, in order (None: the
+    part's output did not arrive whole). A batch is a subclass holding its script (``of``), so
+    pyinfra's log lines about it never carry the whole script as the fact's arguments."""
 
-    def command(self, commands: list[str], nonce: str) -> str:
+    script = "true"
+
+    def command(self) -> str:
+        return self.script
+
+    @classmethod
+    def of(cls, commands: list[str], nonce: str) -> type[Batch]:
+        return type("Batch", (cls,), {"script": cls.compose(commands, nonce)})
+
+    @staticmethod
+    def compose(commands: list[str], nonce: str) -> str:
         parts = [f"echo {nonce}-begin"]
         for i, cmd in enumerate(commands):
             # The part's stdout, then a newline and its exit status, base64 on one line.
@@ -99,7 +112,9 @@ def read(h, requests: list[Request]) -> dict[str, Any]:
             plan.append((key, fact_cls, cmd))
     if not plan:
         return {}
-    results = h.get_fact(Batch, commands=[cmd for _, _, cmd in plan], nonce=f"dgb{secrets.token_hex(6)}")
+    # A batch that fails as a whole fails nothing: every area then reads its fact on its own.
+    batch = Batch.of([cmd for _, _, cmd in plan], f"dgb{secrets.token_hex(6)}")
+    results = h.get_fact(batch, _ignore_errors=True)
     got: dict[str, Any] = {}
     for (key, fact_cls, _), result in zip(plan, results or [], strict=False):
         if result is None or result[0] != 0:

@@ -23,7 +23,8 @@ DOCKGUARD = str(Path(sys.executable).with_name("dockguard"))  # the checkout's v
 METRICS = "http://127.0.0.1:9100/metrics"
 LEFT = ("/opt/dockguard-pull", "/etc/dockguard/pull", "/var/lib/dockguard/pull",
         "/etc/systemd/system/dockguard-pull.service", "/etc/systemd/system/dockguard-pull.timer",
-        "/var/lib/prometheus/node-exporter/dockguard.prom")  # fmt: skip
+        "/var/lib/prometheus/node-exporter/dockguard.prom",
+        "/var/lib/systemd/timers/stamp-dockguard-pull.timer")  # fmt: skip
 
 
 def dockguard(*args: str, timeout: float = 3600) -> tuple[int, dict]:

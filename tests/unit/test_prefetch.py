@@ -49,10 +49,10 @@ class FakeHost:
     def __init__(self):
         self.asked = []
 
-    def get_fact(self, cls, **kwargs):
+    def get_fact(self, cls, _ignore_errors=False, **kwargs):
         self.asked.append(cls)
-        command = cls().command(**kwargs)
-        return cls().process(run(command))
+        assert _ignore_errors and not kwargs  # a failed batch fails nothing; no script in the log
+        return cls().process(run(cls().command()))
 
 
 NASTY = [
@@ -70,7 +70,7 @@ NASTY = [
 
 def test_each_part_arrives_as_its_own_command_would_give_it():
     commands = NASTY
-    parts = prefetch.Batch().process(run(prefetch.Batch().command(commands, "dgbfeed")))
+    parts = prefetch.Batch().process(run(prefetch.Batch.compose(commands, "dgbfeed")))
     assert len(parts) == len(commands)
     for command, part in zip(commands, parts, strict=True):
         rc = subprocess.run(["sh", "-c", command], capture_output=True).returncode
@@ -81,7 +81,7 @@ def test_read_hands_in_what_succeeded_and_leaves_the_rest():
     h = FakeHost()
     requests = [(f"k{i}", Lines, {"text": c}) for i, c in enumerate(NASTY)] + [("needs", Needs, {})]
     got = prefetch.read(h, requests)
-    assert h.asked == [prefetch.Batch]  # one command for all
+    assert len(h.asked) == 1 and issubclass(h.asked[0], prefetch.Batch)  # one command for all
     assert got["k0"] == ["a", "b"] and got["k1"] == ["no final newline"]
     assert got["k2"] == ["default"]  # no output: the fact's default, as pyinfra gives it
     assert got["k3"] == ["dgbfeed-1 Zm9v", "dgbfeed-end"]
@@ -144,3 +144,10 @@ def test_every_area_fact_is_in_the_preflights_batch():
         "authz.AuthzState.units", "audit.AuditState", "docker_group.DockerGroupMembers", "sshd.SshdState",
         "os_packages.OsPackagesState", "firewall.FirewallState", "lynis.LynisReport",
     } <= set(keys)  # fmt: skip
+
+
+def test_a_batch_that_failed_as_a_whole_hands_in_nothing(monkeypatch):
+    """pyinfra gives an ignored failed fact its default: every area then reads its own fact."""
+    h = FakeHost()
+    monkeypatch.setattr(h, "get_fact", lambda cls, **kw: cls.default())
+    assert prefetch.read(h, [("k0", Lines, {"text": "echo a"})]) == {}
