@@ -73,6 +73,33 @@ def _speedup_problem() -> str | None:
     return None
 
 
+# The second speed-up: pyinfra 3.10's all_global_arguments() evaluates the type hints of its
+# argument classes (typing.get_type_hints) on every call, and pop_global_arguments calls it for
+# every operation of every host (and FactBase for every fact class): about 0.5 ms of CPU each
+# time, for a list that never changes. The same list, computed once (a copy each call).
+_arguments = importlib.import_module("pyinfra.api.arguments")
+_facts = importlib.import_module("pyinfra.api.facts")
+_original_args = getattr(_arguments, "all_global_arguments", None)
+_args_cache: list = []
+
+
+def all_global_arguments() -> list:
+    if not _args_cache:
+        _args_cache.extend(_original_args())
+    return list(_args_cache)
+
+
+def _arguments_problem() -> str | None:
+    if _original_args is None or getattr(_facts, "all_global_arguments", None) is not _original_args:
+        return "pyinfra.api.arguments.all_global_arguments is not where it was"
+    if "all_global_arguments()" not in inspect.getsource(_arguments.pop_global_arguments):
+        return "pop_global_arguments no longer calls all_global_arguments"
+    return None
+
+
+ARGUMENTS_PROBLEM = _arguments_problem()
+
+
 _said = False
 # Checked when dockguard is imported: a pyinfra that moved the function is known before any run.
 SPEEDUP_PROBLEM = _speedup_problem()
@@ -84,6 +111,8 @@ def install_speedups() -> bool:
     global _said
     if getattr(_operation, "get_operation_order_from_stack", None) is get_operation_order_from_stack:
         return True  # installed by an earlier host's deploy
+    if ARGUMENTS_PROBLEM is None:
+        _arguments.all_global_arguments = _facts.all_global_arguments = all_global_arguments
     problem = SPEEDUP_PROBLEM
     if problem is None:
         _operation.get_operation_order_from_stack = get_operation_order_from_stack

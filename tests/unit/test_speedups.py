@@ -34,3 +34,17 @@ def test_same_line_numbers_as_pyinfra(monkeypatch):
 def test_installed_where_pyinfra_calls_it():
     speedups.install_speedups()
     assert speedups._operation.get_operation_order_from_stack is speedups.get_operation_order_from_stack
+
+
+def test_global_arguments_are_pyinfras_own_list_read_once():
+    assert speedups.ARGUMENTS_PROBLEM is None
+    first = speedups.all_global_arguments()
+    assert first == speedups._original_args()
+    first.append(("x", int))  # a caller's copy: the kept list is not changed
+    assert speedups.all_global_arguments() == speedups._original_args()
+    speedups.install_speedups()
+    import pyinfra.api.arguments as arguments
+    import pyinfra.api.facts as facts
+
+    assert arguments.all_global_arguments is speedups.all_global_arguments
+    assert facts.all_global_arguments is speedups.all_global_arguments
