@@ -88,11 +88,12 @@ READS = (
 def reads(ctx: Context) -> list:
     """Every fact the enabled areas of ``ctx``'s host will read, and the digests of the files
     they render."""
-    out = [*content.reads(ctx)]
+    out = {r[0]: r for r in content.reads(ctx)}
     for name, area_reads in READS:
         if ctx.enabled(name):
-            out += [r for r in area_reads(ctx) if r[0] not in {k for k, _, _ in out}]
-    return out
+            for r in area_reads(ctx):
+                out.setdefault(r[0], r)
+    return list(out.values())
 
 
 def _preflight(hosts: list) -> None:

@@ -82,6 +82,12 @@ class Context:
             self.read_at[key] = now
         return self.facts[key]
 
+    def read(self, request: tuple):
+        """``fact`` of a prefetch request ``(key, fact class, kwargs)``: the same tuple an area
+        names in its ``reads`` (operations/prefetch.py), so the two cannot drift apart."""
+        key, fact_cls, kwargs = request
+        return self.fact(key, fact_cls, **kwargs)
+
     def kept(self, key: str):
         """The reading kept under ``key`` while it still describes the host, else None."""
         from pyinfra import host

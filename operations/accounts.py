@@ -282,14 +282,17 @@ def compilers(found: list[dict[str, Any]]):
 # ----------------------------------------------------------------------------- the area
 
 
+STATE = (f"{__name__}.AccountsState", AccountsState, {})
+
+
 def reads(ctx: Context) -> list:
     """The facts configure reads (operations/prefetch.py)."""
-    return [(f"{__name__}.AccountsState", AccountsState, {})]
+    return [STATE]
 
 
 def configure(ctx: Context) -> list:
     cfg = ctx.cfg
-    live = ctx.fact(f"{__name__}.AccountsState", AccountsState)
+    live = ctx.read(STATE)
     plat = platform.current()
     ops = [login_defs(name=LOGIN_DEFS_OP, text=live["login_defs"], wanted=defs_wanted(cfg))]
     ops.append(

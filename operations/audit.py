@@ -230,14 +230,17 @@ def loaded(wanted: list[str], live: dict[str, Any] | None = None, runtime: list[
     )
 
 
+STATE = ("audit.AuditState", AuditState, {})
+
+
 def reads(ctx: Context) -> list:
     """The facts configure reads (operations/prefetch.py)."""
-    return [("audit.AuditState", AuditState, {}), hostpaths.request()]
+    return [STATE, hostpaths.request()]
 
 
 def configure(ctx: Context) -> list:
     """CIS 1.1.3-1.1.18."""
-    live = ctx.fact("audit.AuditState", AuditState)
+    live = ctx.read(STATE)
     paths = hostpaths.current()
     watched = watched_paths(paths)
     for path in unwatchable(watched):

@@ -231,11 +231,13 @@ def removed(present: list[str], socket: str):
     yield StringCommand(hostlock.prefix() + "; ".join(cmds))
 
 
+STATE = ("authz.AuthzState", AuthzState, {})
+UNITS_STATE = ("authz.AuthzState.units", AuthzState, {"engine": False})  # cleanup: no engine checks
+
+
 def reads(ctx: Context) -> list:
     """The facts configure or cleanup read (operations/prefetch.py)."""
-    if ctx.cfg["docker_authz_policy"] is None:
-        return [("authz.AuthzState.units", AuthzState, {"engine": False})]
-    return [("authz.AuthzState", AuthzState, {})]
+    return [UNITS_STATE if ctx.cfg["docker_authz_policy"] is None else STATE]
 
 
 def configure(ctx: Context) -> list:
@@ -243,7 +245,7 @@ def configure(ctx: Context) -> list:
     cfg = ctx.cfg
     if cfg["docker_authz_policy"] is None:
         return []
-    live = ctx.fact("authz.AuthzState", AuthzState)
+    live = ctx.read(STATE)
     bypass = unfixed(live)
     if bypass:
         engine = f"{live.get('package') or 'dockerd'} {live.get('version') or '(version unknown)'}"
@@ -299,7 +301,7 @@ def cleanup(ctx: Context) -> list:
     """After dockerd's area: with docker_authz_policy off, remove what dockguard installed."""
     if ctx.cfg["docker_authz_policy"] is not None:
         return []
-    live = ctx.fact("authz.AuthzState.units", AuthzState, engine=False)
+    live = ctx.read(UNITS_STATE)
     if NAME in ctx.cfg["docker_authorization_plugins"]:
         return []  # the operator names a plugin of this name themselves: not ours to remove
     if not live["files"] and live["socket"] in ("", "inactive"):

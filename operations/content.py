@@ -117,8 +117,8 @@ def digests(paths: list[str]) -> dict[str, str | None]:
     """The digests of ``paths`` as this host has them now (read once per run, see MANAGED)."""
     ctx = Context.of()
     known = ctx.area("content")
-    if not known and ctx.kept(DIGESTS_KEY):  # the preflight's reading (operations/prefetch.py)
-        known.update(ctx.kept(DIGESTS_KEY))
+    if not known:  # the preflight's reading, while it still holds (operations/prefetch.py)
+        known.update(ctx.kept(DIGESTS_KEY) or {})
     missing = [p for p in paths if p not in known]
     if missing:
         wanted = missing if known else sorted(set(MANAGED) | set(missing))

@@ -75,7 +75,7 @@ def _names(members: list[str]) -> str:
 
 @operation()
 def members(allowed: list[str], enforce: bool):
-    current = list(Context.of().fact(MEMBERS_KEY, DockerGroupMembers) or [])
+    current = list(Context.of().read(MEMBERS) or [])
     others = unexpected(current, allowed)
     if not others:
         host.noop(f"docker group members are allowed ({len(current)})")
@@ -101,13 +101,13 @@ def members(allowed: list[str], enforce: bool):
     yield " && ".join(remove_command(m) for m in removable)
 
 
-MEMBERS_KEY = "docker_group.DockerGroupMembers"
+MEMBERS = ("docker_group.DockerGroupMembers", DockerGroupMembers, {})
 GROUP_OP = "CIS 1.1.2: only trusted users in the docker group"
 
 
 def reads(ctx: Context) -> list:
     """The facts this area reads (operations/prefetch.py)."""
-    return [(MEMBERS_KEY, DockerGroupMembers, {})]
+    return [MEMBERS]
 
 
 def configure(ctx: Context) -> list:

@@ -873,9 +873,9 @@ def reads(ctx: Context) -> list:
     """The facts this area reads besides the preflight's (operations/prefetch.py)."""
     out = []
     if ctx.cfg["docker_userns_remap"] == "default":
-        out.append((userns.SUBIDS_KEY, userns.SubIds, {}))
+        out.append(userns.SUBIDS)
     if ctx.cfg["docker_tcp_listen"]:
-        out.append((tls.FILES_KEY, tls.TlsFiles, {}))
+        out.append(tls.FILES)
     return out
 
 

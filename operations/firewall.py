@@ -253,14 +253,17 @@ WantedBy=multi-user.target
 """
 
 
+STATE = ("firewall.FirewallState", FirewallState, {})
+
+
 def reads(ctx: Context) -> list:
     """The facts configure reads (operations/prefetch.py)."""
-    return [("firewall.FirewallState", FirewallState, {})]
+    return [STATE]
 
 
 def configure(ctx: Context) -> list:
     """The firewall script and its boot unit, and the rules live."""
-    live = ctx.fact("firewall.FirewallState", FirewallState)
+    live = ctx.read(STATE)
     if not live["iptables"]:
         drift(LYNIS, "no iptables on this host: dockguard's firewall cannot be put in place")
         warn("FIRE-4508: no iptables here (dockerd needs it too): the firewall is not managed")

@@ -197,9 +197,13 @@ def applied(keys: dict[str, str], live: dict[str, dict[str, Any]], container: st
     yield StringCommand(hostlock.prefix() + f"sysctl -q -w {args}")
 
 
+def _request(ctx: Context) -> tuple:
+    return (f"{__name__}.SysctlState", SysctlState, {"keys": list(wanted(ctx.cfg))})
+
+
 def reads(ctx: Context) -> list:
     """The facts configure reads (operations/prefetch.py)."""
-    return [(f"{__name__}.SysctlState", SysctlState, {"keys": list(wanted(ctx.cfg))})]
+    return [_request(ctx)]
 
 
 def configure(ctx: Context) -> list:
@@ -216,6 +220,6 @@ def configure(ctx: Context) -> list:
         },
         {SYSCTL_FILE: FILE_OP, BLACKLIST_FILE: BLACKLIST_OP},
     )
-    live = ctx.fact(f"{__name__}.SysctlState", SysctlState, keys=list(keys))
+    live = ctx.read(_request(ctx))
     ops.append(applied(name=LIVE_OP, keys=keys, live=live, container=platform.current().get("container")))
     return ops

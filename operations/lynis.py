@@ -119,7 +119,7 @@ def audit():
 @operation()
 def summary(reports_dir: str, minimum: int | None):
     """Print the index before and after, save the report here, and apply the gate."""
-    live = Context.of().fact(REPORT_KEY, LynisReport)  # read again if Lynis ran in this run
+    live = Context.of().read(REPORT_STATE)  # read again if Lynis ran in this run
     before, after = index_of(live["baseline"]), index_of(live["report"])
     report = live["report"]
     if report:
@@ -145,12 +145,12 @@ def reports_path(cfg: dict[str, Any]) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
-REPORT_KEY = "lynis.LynisReport"
+REPORT_STATE = ("lynis.LynisReport", LynisReport, {})
 
 
 def reads(ctx: Context) -> list:
     """The facts this area reads (operations/prefetch.py)."""
-    return [(REPORT_KEY, LynisReport, {})] if ctx.cfg["lynis_enabled"] else []
+    return [REPORT_STATE] if ctx.cfg["lynis_enabled"] else []
 
 
 def baseline_area(ctx: Context) -> list:
@@ -159,7 +159,7 @@ def baseline_area(ctx: Context) -> list:
     cfg = ctx.cfg
     if not cfg["lynis_enabled"]:
         return []
-    live = ctx.fact(REPORT_KEY, LynisReport)
+    live = ctx.read(REPORT_STATE)
     packages.installed(
         name="CIS 1.2.1: Lynis installed",
         present=live["installed"],

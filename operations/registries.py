@@ -180,7 +180,7 @@ def reads(ctx: Context) -> list:
 def configure(ctx: Context) -> list:
     cfg = ctx.cfg
     registries = cfg["docker_registries"]
-    live = ctx.fact(*_request(ctx)[:2], **_request(ctx)[2])
+    live = ctx.read(_request(ctx))
     ops = []
     cas = {}
     for reg in registries:

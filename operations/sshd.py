@@ -154,14 +154,17 @@ def dropin(text: str, digest: str | None, applied: str | None, unit: str | None)
     )
 
 
+STATE = ("sshd.SshdState", SshdState, {})
+
+
 def reads(ctx: Context) -> list:
     """The facts configure reads (operations/prefetch.py)."""
-    return [("sshd.SshdState", SshdState, {})]
+    return [STATE]
 
 
 def configure(ctx: Context) -> list:
     """The sshd drop-in, validated and loaded; what sshd really uses, checked."""
-    live = ctx.fact("sshd.SshdState", SshdState)
+    live = ctx.read(STATE)
     if not live["present"]:
         say("SSH-7408: no sshd on this host: nothing to harden")
         return []

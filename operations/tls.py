@@ -73,13 +73,13 @@ class TlsFiles(FactBase):
         }
 
 
-FILES_KEY = "tls.TlsFiles"
+FILES = ("tls.TlsFiles", TlsFiles, {})
 
 
 @operation()
 def server_key():
     """The host makes its own private key: 0400 root:root, never uploaded or printed."""
-    live = Context.of().fact(FILES_KEY, TlsFiles)  # read again once an operation ran here
+    live = Context.of().read(FILES)  # read again once an operation ran here
     if live["key"]:
         host.noop("the server key exists")
         return
@@ -97,7 +97,7 @@ def ca_certificate(directory: str, operator_only: str | None = None):
     a CA file that differs is reported for the operator, never replaced on the host (it may be
     newer than this host's copy, after a rotation)."""
     ca_pem = pki.trusted_pem(Path(directory)).decode()
-    live = Context.of().fact(FILES_KEY, TlsFiles)  # read again once an operation ran here
+    live = Context.of().read(FILES)  # read again once an operation ran here
     if live["ca"] == ca_pem:
         host.noop("the CA certificate is current")
         return
@@ -134,7 +134,7 @@ def server_certificate(
     """A certificate for the host's own key, signed on the operator's machine. ``operator_only``
     (pull mode): the CA's key is not here; a certificate that must be (re)issued is reported,
     with what the operator runs, and this host's other areas go on."""
-    live = Context.of().fact(FILES_KEY, TlsFiles)  # read again once an operation ran here
+    live = Context.of().read(FILES)  # read again once an operation ran here
     ca_pem = pki.issuing_ca_pem(Path(directory))
     problem = pki.cert_problem(live["cert"], ca_pem, dns, ips, renew_days)
     if problem is None and not live["key_matches"]:

@@ -72,13 +72,13 @@ def next_free(ranges: list[list]) -> int:
     return -(-end // SIZE) * SIZE
 
 
-SUBIDS_KEY = "userns.SubIds"
+SUBIDS = ("userns.SubIds", SubIds, {})
 
 
 @operation()
 def remap_user():
     """The dockremap system user and group, with ranges in /etc/subuid and /etc/subgid."""
-    live = Context.of().fact(SUBIDS_KEY, SubIds)
+    live = Context.of().read(SUBIDS)
     cmds = []
     if not live["group"]:
         cmds.append(f"groupadd --system {USER}")
