@@ -19,6 +19,88 @@ DROPIN_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/sys
                "/lib/systemd/system", "/usr/lib/systemd/system")  # fmt: skip
 
 
+# The UnitFileState values for which `systemctl is-enabled` exits 0.
+ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "static", "indirect", "alias", "generated", "transient"})
+
+
+def show_command(units: list[str], props: list[str]) -> str:
+    """One `systemctl show` for several units (one systemctl, and one call to PID 1, instead of
+    one per unit): a block of properties per unit, in the order asked, blocks separated by an
+    empty line. (Within a block the order is systemd's: a service's own properties, MainPID,
+    come before the unit's, Id.)"""
+    return f"systemctl show -p Id {' '.join(f'-p {p}' for p in props)} {' '.join(units)} 2>/dev/null"
+
+
+def show_var(unit: str) -> str:
+    """The shell variable that holds ``unit``'s block in a batch's shared reading (prefetch)."""
+    return "dg_sd_" + re.sub(r"[^A-Za-z0-9]", "_", unit)
+
+
+def show(units: list[str], props: list[str]) -> str:
+    """Shell that prints :func:`show_command`'s blocks: from the shared reading a batch of facts
+    made with one systemctl before its parts (``dg_sd=1``, operations/prefetch.py; its blocks
+    may hold more properties), else from a systemctl of its own."""
+    blocks = " ".join(f'"${show_var(u)}"' for u in units)
+    return f"if [ \"${{dg_sd:-}}\" = 1 ]; then printf '%s\\n\\n' {blocks}; else {show_command(units, props)}; fi"
+
+
+def show_each(source: str, units: list[str], body: str) -> str:
+    """Shell that runs ``body`` for each block of the `systemctl show` output in ``source`` (a
+    shell word), in order: ``$dg_u`` is the unit asked in that place, ``$dg_b`` its block, ``$dg_nl``
+    a newline. Afterwards ``$dg_whole`` is 1 when every unit had its block and none was left over."""
+    return (
+        f"dg_nl='\n'; dg_r={source}; dg_us='{' '.join(units)} '; dg_whole=1; "
+        'while [ -n "$dg_r" ]; do dg_b=${dg_r%%"$dg_nl$dg_nl"*}; dg_r=${dg_r#"$dg_b"}; '
+        'dg_r=${dg_r#"$dg_nl"}; dg_r=${dg_r#"$dg_nl"}; [ -n "$dg_b" ] || continue; '
+        'dg_u=${dg_us%% *}; dg_us=${dg_us#* }; if [ -z "$dg_u" ]; then dg_whole=; else '
+        f'{body}; fi; done; [ -z "$dg_us" ] || dg_whole='
+    )
+
+
+def show_prop(prop: str) -> str:
+    """Shell setting ``$dg_v`` to ``prop``'s value in the block ``$dg_b`` (empty if it has none)."""
+    return (
+        f'dg_v="$dg_nl$dg_b"; dg_v=${{dg_v#*"${{dg_nl}}{prop}="}}; '
+        f'case $dg_v in "$dg_nl"*) dg_v=;; *) dg_v=${{dg_v%%"$dg_nl"*}};; esac'
+    )
+
+
+def show_preamble(units: list[str], props: list[str]) -> str:
+    """Shell that reads every unit's ``props`` with one systemctl into the variables :func:`show`
+    prints, and sets ``dg_sd=1`` when every unit had its block."""
+    names = [show_var(u) for u in units]
+    if len(set(names)) != len(units):
+        raise ValueError(f"units whose shell variables collide: {units}")
+    arms = " ".join(f"{u}) {v}=$dg_b;;" for u, v in zip(units, names, strict=True))
+    return (
+        f"dg_sd=; dg_out=$({show_command(units, props)}); "
+        + show_each('"$dg_out"', units, f"case $dg_u in {arms} esac")
+        + '; [ "$dg_whole" = 1 ] && dg_sd=1'
+    )
+
+
+def show_blocks(lines: list[str], units: list[str], props: list[str]) -> dict[str, dict[str, str]]:
+    """``props`` of each unit from :func:`show`'s lines, as a fact prints them between the lines
+    ``units-begin`` and ``units-end`` (or all of ``lines``): blocks split on empty lines, each the
+    unit asked in its place (``Id`` is an alias's real name), the first value of each property."""
+    if "units-begin" in lines:
+        lines = lines[lines.index("units-begin") + 1 :]
+        lines = lines[: lines.index("units-end")] if "units-end" in lines else []
+    out: dict[str, dict[str, str]] = {}
+    block: dict[str, str] | None = None
+    for line in [*lines, ""]:
+        if not line.strip():
+            if block is not None and len(out) < len(units):
+                out[units[len(out)]] = block
+            block = None
+            continue
+        key, eq, value = line.partition("=")
+        block = {} if block is None else block
+        if eq and key in props and key not in block:
+            block[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class Line:
     """One assignment of a unit file: ``key=value`` in ``section``, at ``path``:``lineno``."""

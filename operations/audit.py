@@ -30,7 +30,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from dockguard import registry
+from dockguard import registry, systemd
 
 from . import Context, content, drift, hostpaths, packages, platform, safe, warn
 from .dockerd import DAEMON_JSON
@@ -108,19 +108,25 @@ def split_rules(watched: list[str]) -> tuple[list[str], list[str]]:
     return boot, runtime
 
 
+_UNITS = ["auditd.service", RUNTIME_UNIT_NAME]
+_PROPS = ["ActiveState", "UnitFileState"]
+
+
 class AuditState(FactBase):
     """Whether this host can run auditd, its state, and the kernel's rule list."""
 
+    systemd_show = (_UNITS, _PROPS)  # read by one systemctl for a whole batch (prefetch)
+
     def command(self) -> str:
+        # Whether the host is a container is the platform's (HostPlatform): not read twice.
         return (
-            "echo installed=$(command -v auditctl >/dev/null 2>&1 && echo yes || echo no); "
-            'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
-            "systemctl show -p ActiveState -p UnitFileState auditd.service 2>/dev/null "
-            "| sed -n -e 's/^ActiveState=/active=/p' -e 's/^UnitFileState=/enabled=/p'; "
-            "if s=$(auditctl -s 2>&1); then echo status=ok; echo \"$s\" | sed -n 's/^enabled /audit_enabled=/p'; "
-            'else echo "status=$(echo $s | head -c 200)"; fi; '
-            f"systemctl is-enabled {RUNTIME_UNIT_NAME} >/dev/null 2>&1 && echo runtime_unit=enabled; "
-            "auditctl -l 2>/dev/null | sed 's/^/rule=/'; true"
+            "if command -v auditctl >/dev/null 2>&1; then echo installed=yes; else echo installed=no; fi; "
+            f"echo units-begin; {systemd.show(_UNITS, _PROPS)}; echo units-end; "
+            "if s=$(auditctl -s 2>&1); then echo status=ok; o=$IFS; IFS='\n'; set -f; for x in $s; do "
+            'case $x in "enabled "*) echo "audit_enabled=${x#enabled }";; esac; done; set +f; IFS=$o; '
+            # The kernel's rules (only where its status could be read).
+            'auditctl -l 2>/dev/null | while IFS= read -r x; do echo "rule=$x"; done; '
+            'else echo "status=$(echo $s | head -c 200)"; fi; true'
         )
 
     @staticmethod
@@ -129,12 +135,18 @@ class AuditState(FactBase):
 
     def process(self, output: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"rules": []}
+        units = systemd.show_blocks(output, _UNITS, _PROPS)
+        auditd, runtime = units.get(_UNITS[0], {}), units.get(_UNITS[1], {})
+        if auditd:
+            out.update(active=auditd.get("ActiveState", ""), enabled=auditd.get("UnitFileState", ""))
+        if runtime.get("UnitFileState") in systemd.ENABLED_STATES:
+            out["runtime_unit"] = "enabled"
         for line in output:
             key, _, value = line.partition("=")
             if key == "rule":
                 if value != "No rules":
                     out["rules"].append(value)
-            elif key in ("installed", "container", "active", "enabled", "status", "audit_enabled", "runtime_unit"):
+            elif key in ("installed", "status", "audit_enabled"):
                 out[key] = value
         out["available"] = out.get("status") == "ok"
         out["immutable"] = out.get("audit_enabled") == "2"
@@ -146,8 +158,8 @@ def unavailable_reason(live: dict[str, Any]) -> str | None:
         return None
     if live.get("installed") != "yes":
         return "auditd is being installed"
-    where = live.get("container")
-    if where and where != "none":
+    where = platform.current().get("container")
+    if where:
         return (
             f"auditd cannot run on this host: it is a container ({where}) and the kernel refuses audit "
             "control from a container; the rules file is installed, the live checks run on a VM or real host"

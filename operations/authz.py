@@ -25,7 +25,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 
-from dockguard import PACKAGE, registry, settings
+from dockguard import PACKAGE, registry, settings, systemd
 
 from . import Context, content, drift, hostlock, packages, platform, warn
 
@@ -42,10 +42,16 @@ BYPASSES = {
 }  # fmt: skip
 
 
+_UNITS = [f"{NAME}.socket", f"{NAME}.service"]
+_PROPS = ["ActiveState", "UnitFileState"]
+
+
 class AuthzState(FactBase):
     """{"python": bool, "socket": ActiveState, "socket_enabled": bool, "service": ActiveState,
     "version": "26.1.5" | None, "package": "docker.io" | "docker-ce" | None, "changelog_cves": [..],
     "files": [paths of FILES that exist]}."""
+
+    systemd_show = (_UNITS, _PROPS)  # read by one systemctl for a whole batch (prefetch)
 
     def command(self, engine: bool = True) -> str:
         """``engine``: also python3, the engine's version, package and changelog (the policy's
@@ -68,9 +74,7 @@ class AuthzState(FactBase):
             else ""
         )
         return (
-            f"echo socket=$(systemctl show -p ActiveState --value {NAME}.socket 2>/dev/null); "
-            f"systemctl is-enabled {NAME}.socket >/dev/null 2>&1 && echo socket_enabled=yes; "
-            f"echo service=$(systemctl show -p ActiveState --value {NAME}.service 2>/dev/null); "
+            f"echo units-begin; {systemd.show(_UNITS, _PROPS)}; echo units-end; "
             + probe
             + f"for f in {files}; do [ -e $f ] && echo file=$f; done; "
             f"[ -f {PLUGIN} ] && echo plugin_mode=$(stat -c '%U:%G %a' {PLUGIN}); true"
@@ -84,14 +88,14 @@ class AuthzState(FactBase):
         out: dict[str, Any] = {"python": False, "socket": "", "socket_enabled": False, "service": "",
                                "version": None, "package": None, "changelog_cves": [], "files": [],
                                "plugin_mode": None}  # fmt: skip
+        units = systemd.show_blocks(output, _UNITS, _PROPS)
+        socket, service = units.get(_UNITS[0], {}), units.get(_UNITS[1], {})
+        out.update(socket=socket.get("ActiveState", ""), service=service.get("ActiveState", ""),
+                   socket_enabled=socket.get("UnitFileState") in systemd.ENABLED_STATES)  # fmt: skip
         for line in output:
             key, _, value = line.partition("=")
             if key == "python":
                 out["python"] = True
-            elif key == "socket_enabled":
-                out["socket_enabled"] = True
-            elif key in ("socket", "service"):
-                out[key] = value
             elif key == "version" and re.fullmatch(r"[0-9]+(\.[0-9]+)*", value):
                 out["version"] = value
             elif key == "package":

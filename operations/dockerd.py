@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import posixpath
 import re
@@ -327,55 +328,140 @@ def _dropin_globs() -> str:
     return " ".join(f'"{d}"/docker.service.d/*.conf' for d in systemd.DROPIN_DIRS)
 
 
+# The daemon's API over its socket, in perl without modules (perl -e costs 0.002 s of CPU, the
+# docker CLI 0.025 s per call; IO::Socket or Socket would cost 0.013 s to load). ARGV: the
+# daemon's pid, its unit's ActiveState, the timeout. Prints records "KEY LENGTH\n" + bytes:
+# "listeners" (pid > 0: the TCP sockets the pid listens on, "4|6 HEXADDR PORT" lines, from
+# /proc: its fds' socket inodes in its own network namespace's tables), and for an active
+# unit "info_rc" (0, 1: no answer or not 200, 124: timed out), "info" (the raw HTTP
+# response), then, when it answered, "containers" (only when it listens on TCP: published
+# ports are not API listeners) and "bridge". Exits 0 when /info answered 200.
+# AF_UNIX is 1 on Linux; SOCK_STREAM is 1, but 2 on MIPS (tried second).
+_API_PERL = (
+    "my ($pid, $act, $t) = @ARGV; my @l; my $rc = 1; "
+    'sub out { print "$_[0] ", length($_[1]), "\\n", $_[1] } '
+    "sub get { my $r = q{}; my $ok = eval { local $SIG{ALRM} = sub { die qq{timeout\\n} }; alarm $t; "
+    "my $u = pack(q{S a108}, 1, q{/var/run/docker.sock}); my $s; "
+    "(socket($s, 1, 1, 0) && connect($s, $u)) || (socket($s, 1, 2, 0) && connect($s, $u)) || die qq{connect\\n}; "
+    "syswrite($s, qq{GET $_[0] HTTP/1.0\\r\\nHost: docker\\r\\nUser-Agent: dockguard\\r\\n\\r\\n}); "
+    "1 while sysread($s, $r, 65536, length $r); alarm 0; 1 }; "
+    "return (!$ok ? ($@ eq qq{timeout\\n} ? 124 : 1) : $r =~ m{\\AHTTP/1\\.[01] 200 } ? 0 : 1, $r) } "
+    "if ($pid > 0) { my %i; if (opendir(my $d, qq{/proc/$pid/fd})) { for (readdir $d) { "
+    "my $x = readlink(qq{/proc/$pid/fd/$_}); $i{$1} = 1 if defined $x && $x =~ /^socket:\\[(\\d+)\\]$/ } } "
+    "for my $v (4, 6) { open(my $f, q{<}, qq{/proc/$pid/net/tcp} . ($v == 6 ? 6 : q{})) or next; "
+    "while (<$f>) { my @c = split; next unless @c > 9 && $c[3] eq q{0A} && $i{$c[9]}; "
+    "my ($h, $p) = split /:/, $c[1]; "
+    "push @l, qq{$v } . unpack(q{H*}, pack(q{L*}, map { hex } $h =~ /(.{8})/g)) . q{ } . hex($p) . qq{\\n} } } "
+    "out(q{listeners}, join q{}, @l) } "
+    "if ($act eq q{active}) { my ($c, $r) = get(q{/info}); $rc = $c; out(q{info_rc}, $c); out(q{info}, $r); "
+    "if (!$c) { out(q{containers}, (get(q{/containers/json}))[1]) if @l; "
+    "out(q{bridge}, (get(q{/networks/bridge}))[1]) } } "
+    "exit($rc ? 1 : 0)"
+)
+
+# The daemon's listening sockets and API by the docker CLI and ss (a host without perl).
+_API_CLI = (
+    f'[ "${{pid:-0}}" -gt 0 ] && {{ l=$(ss -ltnpH 2>/dev/null | grep "pid=$pid,"); '
+    f"b listen; printf '%s' \"$l\" {_B64}; }}; "
+    'if [ "$act" = active ]; then '
+    f"info=$(timeout {INFO_TIMEOUT} docker info --format '{{{{json .}}}}' 2>/dev/null); echo info_rc=$?; "
+    f"b info; printf '%s' \"$info\" {_B64}; "
+    # Ports containers publish: with userland-proxy off, dockerd itself holds them open (asked
+    # only when dockerd listens on a TCP port: they tell a published port from an API listener).
+    f'[ -n "$info" ] && [ -n "$l" ] && {{ b published; timeout {INFO_TIMEOUT} docker ps --format '
+    f"'{{{{.Ports}}}}' 2>/dev/null {_B64}; }}; "
+    f'[ -n "$info" ] && {{ b bridge; timeout {INFO_TIMEOUT} docker network inspect bridge '
+    f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
+)
+
+# perl's records go through base64 to stdout (fd 4), its exit status to the variable (fd 3).
+_API_BY_PERL = (
+    f'b api; {{ arc=$({{ {{ perl -e \'{_API_PERL}\' "${{pid:-0}}" "$act" {INFO_TIMEOUT} 2>/dev/null; '
+    'echo $? >&3; } | base64 -w0 >&4; } 3>&1); } 4>&1; echo; [ "$arc" = 0 ] && info=yes; '
+)
+
+
+# CONFIG_DIGEST without its `cut` (the fact's shell takes the digest's field itself).
+_DIGEST_SUM = CONFIG_DIGEST.removesuffix(" | cut -d' ' -f1")
+
+
+def _state_command(api: str = "auto") -> str:
+    files = " ".join((DEFAULTS_FILE, SYSCONFIG_FILE, DAEMON_JSON))
+    if api == "cli":
+        daemon = _API_CLI
+    elif api == "perl":
+        daemon = _API_BY_PERL
+    else:
+        daemon = f"if command -v perl >/dev/null 2>&1; then {_API_BY_PERL}else {_API_CLI}fi; "
+    return (
+        "b() { printf '%s=' \"$1\"; }; l=; info=; act=; frag=; pid=; "
+        f"unit=$({systemd.show(*DockerdState.systemd_show)}); "
+        # The unit's properties, one line each (systemd writes no newline into a value); the
+        # shell keeps the first of each it needs.
+        "o=$IFS; IFS='\n'; set -f; for x in $unit; do printf 'unitprop=%s\\n' \"$x\"; case $x in "
+        "ActiveState=*) act=${act:-${x#*=}};; FragmentPath=*) frag=${frag:-${x#*=}};; "
+        "MainPID=*) pid=${pid:-${x#*=}};; esac; done; set +f; IFS=$o; "
+        "case $pid in *[!0-9]*) pid=0;; esac; "
+        # The unit's file, its drop-ins and the daemon's files in one base64 (not two per file):
+        # their names, then their sizes, then their bytes (parse_files).
+        'set --; [ -n "$frag" ] && [ -f "$frag" ] && set -- "$frag"; '
+        f'for x in {_dropin_globs()} {files}; do [ -f "$x" ] && set -- "$@" "$x"; done; '
+        "[ $# -gt 0 ] && { b files; { printf '%s\\0' \"$@\"; printf '\\0'; stat -L -c %s -- \"$@\"; "
+        f"printf '\\0'; cat -- \"$@\"; }} 2>/dev/null {_B64}; }}; "
+        f'd=$({_DIGEST_SUM}); echo "config_digest=${{d%% *}}"; '
+        f'[ -f {APPLIED} ] && {{ d=; IFS= read -r d < {APPLIED}; echo "applied_digest=$d"; }}; '
+        # The known-good manifest's first and last lines, read by the shell.
+        f'[ -f {KNOWN_GOOD}/manifest ] && {{ {{ h=; IFS= read -r h; t=$h; while IFS= read -r x || [ -n "$x" ]; '
+        f"do t=$x; x=; done; }} < {KNOWN_GOOD}/manifest; "
+        f'[ "$h" = "{_MANIFEST_HEAD}" ] && [ "$t" = "{_MANIFEST_END}" ] && echo known_good=yes '
+        "|| echo known_good=corrupt; }; "
+        # dockerd and docker as `command -v` finds them, by the shell itself (PATH's absolute
+        # entries in order: the first regular, executable file; a path with a newline is none).
+        "for b in dockerd docker; do p=; IFS=:; set -f; for d in $PATH; do case $d in /*) "
+        '[ -f "$d/$b" ] && [ -x "$d/$b" ] && { p=$d/$b; break; };; esac; done; set +f; IFS=$o; '
+        "case $p in *'\n'*) p=;; esac; echo \"${b}_bin=$p\"; done; "
+        "[ -w /etc/docker ] || [ ! -e /etc/docker ] && echo etc_writable=yes; "
+        # The kernel's limits tables (text it writes), a line each.
+        "{ while IFS= read -r x; do printf 'pid1_limit=%s\\n' \"$x\"; done < /proc/1/limits; } 2>/dev/null; "
+        'c=; while read -r k v; do [ "$k" = CapEff: ] && { c=$v; break; }; done < /proc/1/status; '
+        'echo "pid1_caps=$c"; '
+        'if [ "${pid:-0}" -gt 0 ]; then '
+        "while IFS= read -r x; do printf 'limit=%s\\n' \"$x\"; done < /proc/$pid/limits; "
+        f"b cmdline; base64 -w0 < /proc/$pid/cmdline; echo; "
+        # The process state: the field after the command name (which may hold ") ").
+        "st=; read -r st < /proc/$pid/stat; st=${st##*) }; "
+        'echo "pstate=${st%% *}"; fi 2>/dev/null; '
+        + daemon
+        + f'[ -z "$info" ] && command -v dockerd >/dev/null 2>&1 && {{ b version; '
+        f"timeout {INFO_TIMEOUT} dockerd --version 2>/dev/null {_B64}; }}; "
+        # No answer, and dockguard's authorization plugin installed: how it is (every call waits for it).
+        '[ -z "$info" ] && [ -f /etc/systemd/system/dockguard-authz.socket ] && { b authz; '
+        "{ systemctl is-active dockguard-authz.socket dockguard-authz.service | tr '\\n' ' '; "
+        "journalctl -u dockguard-authz.service -n 1 -o cat --no-pager 2>/dev/null; } | head -c 400 "
+        f"{_B64}; }}; true"
+    )
+
+
 class DockerdState(FactBase):
     """The daemon as systemd will start it and as it runs, in one command: the unit's
     state, its vendor file and every drop-in, /etc/default/docker, /etc/sysconfig/docker
     and daemon.json as bytes; the digest of the config files it was started with; the
-    live process (command line, limits, listening sockets); what ``docker info`` and the
-    default bridge report, each bounded in time (a hung daemon answers nothing)."""
+    live process (command line, limits, listening sockets); what the daemon's API says
+    (``docker info``, the default bridge, published ports), each bounded in time (a hung
+    daemon answers nothing).
 
-    def command(self) -> str:
-        files = " ".join((DEFAULTS_FILE, SYSCONFIG_FILE, DAEMON_JSON))
-        return (
-            "b() { printf '%s=' \"$1\"; }; l=; "
-            "f() { printf 'file='; printf '%s' \"$1\" | base64 -w0; printf ':'; base64 -w0 < \"$1\"; echo; }; "
-            "unit=$(systemctl show -p ActiveState -p UnitFileState -p LoadState -p FragmentPath -p MainPID "
-            "-p LimitNOFILE -p LimitNPROC docker.service 2>/dev/null); "
-            f"b unit; printf '%s' \"$unit\" {_B64}; "
-            'v() { printf \'%s\\n\' "$unit" | sed -n "s/^$1=//p" | head -n1; }; '
-            'frag=$(v FragmentPath); [ -n "$frag" ] && [ -f "$frag" ] && '
-            "{ printf 'fragment='; f \"$frag\" | cut -d= -f2-; }; "
-            f'for x in {_dropin_globs()} {files}; do [ -f "$x" ] && f "$x"; done; '
-            f"echo config_digest=$({CONFIG_DIGEST}); "
-            f"[ -f {APPLIED} ] && echo applied_digest=$(head -c 64 {APPLIED} | tr -cd 0-9a-f); "
-            f'[ -f {KNOWN_GOOD}/manifest ] && echo "known_good=$({_MANIFEST_OK} && echo yes || echo corrupt)"; '
-            f"b dockerd; command -v dockerd 2>/dev/null | tr -d '\\n' {_B64}; "
-            f"b cli; command -v docker 2>/dev/null | tr -d '\\n' {_B64}; "
-            "[ -w /etc/docker ] || [ ! -e /etc/docker ] && echo etc_writable=yes; "
-            f"b pid1_limits; cat /proc/1/limits 2>/dev/null {_B64}; "
-            "echo pid1_caps=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/1/status 2>/dev/null); "
-            'pid=$(v MainPID); if [ "${pid:-0}" -gt 0 ]; then '
-            f"b limits; cat /proc/$pid/limits 2>/dev/null {_B64}; "
-            f"b cmdline; cat /proc/$pid/cmdline 2>/dev/null {_B64}; "
-            f"b pstate; sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1 {_B64}; "
-            f'l=$(ss -ltnpH 2>/dev/null | grep "pid=$pid,"); b listen; printf \'%s\' "$l" {_B64}; fi; '
-            'if [ "$(v ActiveState)" = active ]; then '
-            f"info=$(timeout {INFO_TIMEOUT} docker info --format '{{{{json .}}}}' 2>/dev/null); echo info_rc=$?; "
-            f"b info; printf '%s' \"$info\" {_B64}; "
-            # Ports containers publish: with userland-proxy off, dockerd itself holds them open (asked
-            # only when dockerd listens on a TCP port: they tell a published port from an API listener).
-            f'[ -n "$info" ] && [ -n "$l" ] && {{ b published; timeout {INFO_TIMEOUT} docker ps --format '
-            f"'{{{{.Ports}}}}' 2>/dev/null {_B64}; }}; "
-            f'[ -n "$info" ] && {{ b bridge; timeout {INFO_TIMEOUT} docker network inspect bridge '
-            f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
-            f'[ -z "$info" ] && command -v dockerd >/dev/null 2>&1 && {{ b version; '
-            f"timeout {INFO_TIMEOUT} dockerd --version 2>/dev/null {_B64}; }}; "
-            # No answer, and dockguard's authorization plugin installed: how it is (every call waits for it).
-            '[ -z "$info" ] && [ -f /etc/systemd/system/dockguard-authz.socket ] && { b authz; '
-            "{ systemctl is-active dockguard-authz.socket dockguard-authz.service | tr '\\n' ' '; "
-            "journalctl -u dockguard-authz.service -n 1 -o cat --no-pager 2>/dev/null; } | head -c 400 "
-            f"{_B64}; }}; true"
-        )
+    The API is read over its socket by ``perl`` where the host has it (perl-base is essential
+    on Debian and Ubuntu): the docker CLI costs a host about 0.025 s of CPU per call to start,
+    three calls a run. Without perl the CLI is asked, and ``ss`` for the listening sockets.
+    Both ways hand over the same answers (``parse_state``)."""
+
+    # The unit and properties it reads with `systemctl show` (a batch reads them for all its facts at once).
+    systemd_show = (["docker.service"], ["ActiveState", "UnitFileState", "LoadState", "FragmentPath", "MainPID",
+                                         "LimitNOFILE", "LimitNPROC"])  # fmt: skip
+
+    def command(self, api: str = "auto") -> str:
+        """``api``: "auto" (perl where the host has it, else the CLI), "cli" or "perl" (tests)."""
+        return _state_command(api)
 
     @staticmethod
     def default() -> dict:
@@ -405,29 +491,51 @@ def parse_state(output: list[str]) -> dict[str, Any]:
     if not output:
         raise FactProcessError("dockerd state: the command printed nothing")
     raw: dict[str, str] = {}
-    files: dict[str, str] = {}
-    dropins: dict[str, str] = {}
-    fragment = None
+    api: dict[str, bytes] | None = None  # the daemon's answers read by perl (DockerdState)
+    many: dict[str, list[str]] = {"unitprop": [], "pid1_limit": [], "limit": []}  # a line per value
+    blob: list[tuple[str, str]] = []
     for line in output:
         key, eq, value = line.partition("=")
         if not eq:
             raise FactProcessError(f"dockerd state: unexpected line {line[:120]!r}")
-        if key in ("file", "fragment"):
-            path_b64, colon, body = value.partition(":")
-            if not colon:
-                raise FactProcessError(f"dockerd state: truncated {key} line")
-            path, text = _b64(path_b64, f"{key} name"), _b64(body, f"{key} content")
-            if key == "fragment":
-                fragment = [path, text]
-            elif path.endswith(".conf") and "/docker.service.d/" in path:
-                dropins[path] = text
-            else:
-                files[path] = text
-        elif key in ("unit", "dockerd", "cli", "pid1_limits", "limits", "cmdline", "pstate", "listen", "info", "bridge",
-                     "version", "published", "authz"):  # fmt: skip
+        if key in many:
+            many[key].append(value)
+        elif key == "files":
+            blob = _files(value)
+        elif key in ("dockerd_bin", "docker_bin"):
+            raw["dockerd" if key == "dockerd_bin" else "cli"] = value
+        elif key in ("cmdline", "listen", "info", "bridge", "version", "published", "authz"):
             raw[key] = _b64(value, key)
+        elif key == "api":
+            api = _api_records(value)
         else:
             raw[key] = value
+    raw.update(unit="\n".join(many["unitprop"]), pid1_limits="\n".join(many["pid1_limit"]),
+               limits="\n".join(many["limit"]))  # fmt: skip
+    unit_file = next((v.partition("=")[2] for v in many["unitprop"] if v.startswith("FragmentPath=")), None)
+    fragment = None
+    files: dict[str, str] = {}
+    dropins: dict[str, str] = {}
+    for path, text in blob:
+        if path == unit_file and fragment is None:
+            fragment = [path, text]
+        elif path.endswith(".conf") and "/docker.service.d/" in path:
+            dropins[path] = text
+        else:
+            files[path] = text
+    published: set[str] = set()
+    if api is None:
+        listeners = _ss_listeners(raw.get("listen") or "")
+        published = _published(raw.get("published") or "")
+    else:
+        listeners = _proc_listeners(api.get("listeners", b""))
+        if "info_rc" in api:
+            raw["info_rc"] = api["info_rc"].decode("ascii", errors="replace")
+        for key in ("info", "bridge", "containers"):
+            body = _http_body(api[key]) if key in api else None
+            if body is not None:
+                raw[key] = body.decode("utf-8", errors="replace")
+        published = _published_api(raw.pop("containers", ""))
     unit = dict(line.split("=", 1) for line in raw.get("unit", "").splitlines() if "=" in line)
     state: dict[str, Any] = {
         "active": unit.get("ActiveState") or "unknown",
@@ -438,7 +546,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "dropins": dropins,
         "files": files,
         "config_digest": raw.get("config_digest") or None,
-        "applied_digest": raw.get("applied_digest") or None,
+        "applied_digest": re.sub(r"[^0-9a-f]", "", raw.get("applied_digest", "")[:64]) or None,
         "known_good": raw.get("known_good") == "yes",
         "known_good_corrupt": raw.get("known_good") == "corrupt",
         "dockerd": raw.get("dockerd") or None,
@@ -446,11 +554,7 @@ def parse_state(output: list[str]) -> dict[str, Any]:
         "etc_writable": raw.get("etc_writable") == "yes",
         "process_state": (raw.get("pstate") or "").strip() or None,
         "cmdline": [a for a in (raw.get("cmdline") or "").split("\0") if a],
-        "live_listeners": [
-            a
-            for a in _ss_listeners(raw.get("listen") or "")
-            if tcp_port(a) not in _published(raw.get("published") or "")
-        ],  # fmt: skip
+        "live_listeners": [a for a in listeners if tcp_port(a) not in published],
         "hard_limits": _hard_limits(raw.get("limits"), unit, raw.get("pid1_limits"), raw.get("pid1_caps") or ""),
         "info_rc": int(raw["info_rc"]) if raw.get("info_rc", "").isdigit() else None,
         "info_error": None,
@@ -517,13 +621,122 @@ def _published(text: str) -> set[str]:
     return out
 
 
+def _files(value: str) -> list[tuple[str, str]]:
+    """[(path, text)] from the fact's one base64 of files: their names (each ended by a NUL),
+    a NUL, their sizes (stat, one a line), a NUL, their bytes one after another. A file that
+    changed between its stat and its read does not add up: an error, and the fact is read again."""
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise FactProcessError(f"dockerd state: files: truncated or not base64 ({e})") from None
+    names, sep, rest = data.partition(b"\0\0")
+    sizes, sep2, body = rest.partition(b"\0")
+    paths = names.split(b"\0")
+    lengths = [int(n) for n in sizes.split() if n.isdigit()]
+    if (
+        not sep
+        or not sep2
+        or len(lengths) != len(paths)
+        or len(sizes.split()) != len(paths)
+        or sum(lengths) != len(body)
+    ):
+        raise FactProcessError(
+            "dockerd state: files: names, sizes and bytes do not add up (a file changed while read?)"
+        )
+    out, at = [], 0
+    for path, size in zip(paths, lengths, strict=True):
+        out.append((path.decode("utf-8", errors="replace"), body[at : at + size].decode("utf-8", errors="replace")))
+        at += size
+    return out
+
+
+def _api_records(value: str) -> dict[str, bytes]:
+    """perl's records ("KEY LENGTH\\n" + that many bytes each, base64 as a whole), by key."""
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise FactProcessError(f"dockerd state: api: truncated or not base64 ({e})") from None
+    out: dict[str, bytes] = {}
+    at = 0
+    while at < len(data):
+        head, nl, _ = data[at : at + 64].partition(b"\n")
+        key, _, size = head.partition(b" ")
+        if (
+            not nl
+            or not re.fullmatch(rb"[a-z_]+", key)
+            or not size.isdigit()
+            or at + len(head) + 1 + int(size) > len(data)
+        ):
+            raise FactProcessError(f"dockerd state: api: record cut short or garbled at byte {at}")
+        start = at + len(head) + 1
+        out[key.decode()] = data[start : start + int(size)]
+        at = start + int(size)
+    return out
+
+
+def _http_body(response: bytes) -> bytes | None:
+    """The body of an HTTP response from the daemon's socket when it is 200 OK (None otherwise);
+    a chunked body is joined (the request is HTTP/1.0, which the daemon answers unchunked)."""
+    head, sep, body = response.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not sep or not re.match(rb"HTTP/1\.[01] 200 ", lines[0] + b" "):
+        return None
+    headers = {k.strip().lower(): v.strip().lower() for k, _, v in (h.partition(b":") for h in lines[1:])}
+    if headers.get(b"transfer-encoding") != b"chunked":
+        return body
+    out, at = b"", 0
+    while True:
+        size_line, nl, _ = body[at : at + 32].partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            return None
+        if not nl or size == 0:
+            return out if nl else None
+        start = at + len(size_line) + 2
+        out += body[start : start + size]
+        at = start + size + 2
+
+
+def _proc_listeners(text: bytes) -> list[str]:
+    """Addresses dockerd listens on, from perl's "4|6 HEXADDR PORT" lines (the address's bytes
+    in network order, as /proc/net/tcp holds them): "0.0.0.0:2376", "[::1]:2376"."""
+    out = []
+    for line in text.decode("ascii", errors="replace").splitlines():
+        family, _, rest = line.partition(" ")
+        addr, _, port = rest.partition(" ")
+        try:
+            ip = ipaddress.ip_address(bytes.fromhex(addr))
+        except ValueError:
+            raise FactProcessError(f"dockerd state: unexpected listener {line[:80]!r}") from None
+        if not port.isdigit() or family != str(ip.version):
+            raise FactProcessError(f"dockerd state: unexpected listener {line[:80]!r}")
+        out.append(f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}")
+    return out
+
+
+def _published_api(text: str) -> set[str]:
+    """Host TCP ports containers publish, from the API's container list (GET /containers/json)."""
+    try:
+        containers = json.loads(text) if text else []
+    except json.JSONDecodeError:
+        return set()
+    out: set[str] = set()
+    for ct in containers if isinstance(containers, list) else []:
+        for port in (ct.get("Ports") or []) if isinstance(ct, dict) else []:
+            if isinstance(port, dict) and port.get("Type") == "tcp" and isinstance(port.get("PublicPort"), int):
+                out.add(str(port["PublicPort"]))
+    return out
+
+
 def _ss_listeners(text: str) -> list[str]:
-    """Addresses dockerd itself listens on (`ss -ltnpH` lines of its pid)."""
+    """Addresses dockerd itself listens on (`ss -ltnpH` lines of its pid; ss's "*", a dual-stack
+    socket on every address, as "[::]", as _proc_listeners shows it)."""
     out = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 4:
-            out.append(parts[3])
+            out.append("[::]" + parts[3][1:] if parts[3].startswith("*:") else parts[3])
     return out
 
 

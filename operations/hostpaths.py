@@ -11,7 +11,7 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
-from dockguard import registry
+from dockguard import registry, systemd
 
 from . import PerHost, safe
 
@@ -19,6 +19,7 @@ BINARIES = tuple(registry.BINARY_WATCHES)
 UNITS = ("docker.service", "docker.socket", "containerd.service")
 # Fixed paths of CIS 1.1.x and 3.x; only those that exist are used.
 PATHS = registry.stat_paths()
+assert registry.CERTS_D in PATHS  # the one find descends into it (DockerHostPaths)
 
 
 # find -printf, never following a link (find -P, the default, lstat()s every path):
@@ -35,18 +36,32 @@ class DockerHostPaths(FactBase):
     followed: a link's type is "symbolic link" and its "target" is where it points. Paths
     may hold any bytes (not UTF-8: surrogate escapes, safe.name)."""
 
+    systemd_show = (list(UNITS), ["FragmentPath"])  # read by one systemctl for a whole batch (prefetch)
+
     def command(self) -> str:
         # The binaries' and units' paths (absolute: find never takes one for an expression) are
         # stat()ed by the one find of the fixed paths: not a find per path (read on every run).
         return safe.stream(
             "paths",
-            f"set --; for b in {' '.join(BINARIES)}; do p=$(command -v $b 2>/dev/null) && case $p in /*) "
-            f'printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; set -- "$@" "$p";; esac; done; '
-            f"for u in {' '.join(UNITS)}; do p=$(systemctl show --value -p FragmentPath $u 2>/dev/null) && "
-            'case $p in /*) if [ -e "$p" ] || [ -L "$p" ]; then '
-            f'printf \'unit\\0%s\\0%s\\0\' "$u" "$p"; set -- "$@" "$p"; fi;; esac; done; '
-            f"find /etc/docker/certs.d -mindepth 1 -printf 'cert\\0%p\\0{STAT}'; "
-            f"find \"$@\" {' '.join(PATHS)} -maxdepth 0 -printf '{STAT}';",
+            # Each binary as `command -v` finds it, by the shell itself (PATH's absolute entries,
+            # in order: the first regular, executable file).
+            f"set --; o=$IFS; set -f; for b in {' '.join(BINARIES)}; do p=; IFS=:; for d in $PATH; do "
+            'case $d in /*) [ -f "$d/$b" ] && [ -x "$d/$b" ] && { p=$d/$b; break; };; esac; done; IFS=$o; '
+            f'[ -n "$p" ] && {{ printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; set -- "$@" "$p"; }}; done; '
+            "set +f; "
+            # Every unit's file from one systemctl (a block per unit, in the order asked).
+            f"sd=$({systemd.show(*self.systemd_show)}); "
+            + systemd.show_each(
+                '"$sd"',
+                list(UNITS),
+                systemd.show_prop("FragmentPath") + '; case $dg_v in /*) if [ -e "$dg_v" ] || [ -L "$dg_v" ]; then '
+                'printf \'unit\\0%s\\0%s\\0\' "$dg_u" "$dg_v"; set -- "$@" "$dg_v"; fi;; esac',
+            )
+            + "; "
+            # One find: each path itself (not descended), and everything under certs.d.
+            f"find \"$@\" {' '.join(PATHS)} \\( -path '{registry.CERTS_D}/*' "
+            f"-printf 'cert\\0%p\\0{STAT}' \\) -o \\( -path {registry.CERTS_D} -printf '{STAT}' \\) "
+            f"-o \\( -prune -printf '{STAT}' \\);",
         )
 
     @staticmethod

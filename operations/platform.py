@@ -63,15 +63,18 @@ class HostPlatform(FactBase):
             "if command -v apt-get >/dev/null 2>&1; then echo pkg=apt; "
             "elif command -v dnf >/dev/null 2>&1; then echo pkg=dnf; fi; "
             "if command -v dpkg-query >/dev/null 2>&1; then "
-            f"dpkg-query -W -f='${{Package}} ${{Status}}\\n' {names} 2>/dev/null "
-            '| awk \'$NF == "installed" {print "package=" $1}\'; '
+            f"dpkg-query -W -f='pkgstatus=${{Package}} ${{Status}}\\n' {names} 2>/dev/null; "
             "elif command -v rpm >/dev/null 2>&1; then "
             f"rpm -q --qf 'package=%{{NAME}}\\n' {names} 2>/dev/null | grep '^package='; fi; "
-            'virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
-            "printf 'cmdline=%s\\n' \"$(cat /proc/cmdline 2>/dev/null)\"; "
+            # A container: what systemd found at boot (/run/systemd/container, which
+            # systemd-detect-virt reads first), else systemd-detect-virt's own checks.
+            "virt=; [ -r /run/systemd/container ] && read -r virt < /run/systemd/container; "
+            '[ -n "$virt" ] || virt=$(systemd-detect-virt --container 2>/dev/null); echo "container=${virt:-none}"; '
+            "c=; IFS= read -r c < /proc/cmdline; printf 'cmdline=%s\\n' \"$c\"; "
             # AppArmor: the kernel's switch, the tools, the loaded profiles (as aa-status reads them,
             # from securityfs, without starting aa-status's Python).
-            "echo aa_kernel=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent); "
+            "a=absent; [ -r /sys/module/apparmor/parameters/enabled ] && "
+            "read -r a < /sys/module/apparmor/parameters/enabled; echo aa_kernel=$a; "
             "command -v apparmor_parser >/dev/null 2>&1 && echo aa_parser=yes; "
             "[ -r /sys/kernel/security/apparmor/profiles ] && echo aa_profiles=readable && "
             "sed 's/^/aa_profile=/' /sys/kernel/security/apparmor/profiles; "
@@ -80,7 +83,8 @@ class HostPlatform(FactBase):
             "[ -f /etc/selinux/config ] && echo se_config=$(sed -n 's/^SELINUX=//p' /etc/selinux/config); "
             "[ -e /.autorelabel ] && echo se_relabel=yes; "
             # The policy module that defines container types (container-selinux on the RHEL family).
-            "ls -d /var/lib/selinux/*/active/modules/*/container >/dev/null 2>&1 && echo se_container=yes; true"
+            'for x in /var/lib/selinux/*/active/modules/*/container; do [ -e "$x" ] && echo se_container=yes; '
+            "break; done; true"
         )
 
     @staticmethod
@@ -101,6 +105,10 @@ class HostPlatform(FactBase):
                 raw.update(_os_release(value))
             elif key == "package":
                 installed.append(value)
+            elif key == "pkgstatus":  # "NAME install ok installed" (dpkg-query)
+                name, _, status = value.partition(" ")
+                if status.split()[-1:] == ["installed"]:
+                    installed.append(name)
             elif key == "aa_profile":  # "NAME (MODE)"
                 name, _, mode = value.rpartition(" (")
                 profiles[name] = mode.rstrip(")")

@@ -9,19 +9,26 @@ areas find them. A part that failed (non-zero exit, or output its fact rejects) 
 handed in: the area reads that fact again itself, as pyinfra would, with pyinfra's own
 error handling. Nothing here decides anything about the host.
 
-Each part's output travels base64-encoded with its exit status appended, so no output
-(binary, a line that looks like a marker, no final newline) can be confused with another
-part's or with the frame.
+The frame: the whole batch's output travels as one base64 line. Inside it each part's
+bytes (any bytes: binary, no final newline) sit between two markers that carry a nonce
+the host draws for this batch from /proc/sys/kernel/random/uuid, with the part's exit
+status in the closing one. The nonce is in no command line (a shell variable of the
+batch, never exported): nobody but root on that host can know it during the run, so no
+part's output can pass for a marker, another part's output or the frame. (A base64 per
+part, as before, cost a host 0.002 s of CPU per part.)
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from typing import Any
 
 from pyinfra.api import FactBase
+
+from dockguard import systemd
 
 # (key in Context.facts, fact class, its keyword arguments)
 Request = tuple[str, type, dict[str, Any]]
@@ -55,54 +62,64 @@ class Batch(FactBase):
         return self._scripts[batch]
 
     @classmethod
-    def of(cls, commands: list[str], nonce: str) -> str:
+    def of(cls, commands: list[str], nonce: str, units: tuple[list[str], list[str]] = ([], [])) -> str:
         """Keep the script of ``commands`` under ``nonce``; returns the fact's argument."""
-        cls._scripts[nonce] = cls.compose(commands, nonce)
+        cls._scripts[nonce] = cls.compose(commands, nonce, units)
         return nonce
 
     @staticmethod
-    def compose(commands: list[str], nonce: str) -> str:
-        parts = [f"echo {nonce}-begin"]
+    def compose(commands: list[str], nonce: str, units: tuple[list[str], list[str]] = ([], [])) -> str:
+        """``units``: the systemd units and properties the parts read (their facts'
+        ``systemd_show``), read first by one systemctl that every part then shares (a
+        systemctl costs a host 0.007 s of CPU to start, and PID 1 a call). ``nonce`` names
+        the batch in pyinfra's log; the frame's own nonce is drawn on the host."""
+        body = [f"IFS= read -r {_N} < /proc/sys/kernel/random/uuid", f'printf "%s\\n" "${_N}"']
+        if units[0]:
+            body.append(systemd.show_preamble(*units))
         for i, cmd in enumerate(commands):
-            # The part's stdout, then a newline and its exit status, base64 on one line.
-            body = f"{{ ( :; {cmd}\n) 2>/dev/null; printf '\\n%s' \"$?\"; }} | base64 -w0"
-            parts.append(f"printf '{nonce}-{i} '; {body}; echo")
-        parts.append(f"echo {nonce}-end")
-        return "; ".join(parts)
+            # The part in a subshell (an `exit` in it ends only the part), its status after.
+            body.append(f'printf "%s {i}\\n" "${_N}"; ( :; {cmd}\n) 2>/dev/null; printf "\\n%s {i} %s\\n" "${_N}" "$?"')
+        body.append(f'printf "%s end\\n" "${_N}"')
+        return "{ " + "; ".join(body) + "; } | base64 -w0; echo"
 
     @staticmethod
     def default() -> list:
         return []
 
     def process(self, output: list[str]) -> list[tuple[int, list[str]] | None]:
-        lines = [line.rstrip("\r") for line in output]
-        if not lines or not lines[0].endswith("-begin") or lines[-1] != lines[0][: -len("begin")] + "end":
-            return []  # cut short: every fact is read again on its own
-        nonce = lines[0][: -len("-begin")]
-        out: dict[int, tuple[int, list[str]] | None] = {}
-        for line in lines[1:-1]:
-            head, _, body = line.partition(" ")
-            if not head.startswith(nonce + "-") or not head[len(nonce) + 1 :].isdigit():
-                continue
-            out[int(head[len(nonce) + 1 :])] = _part(body)
-        size = max(out, default=-1) + 1
-        return [out.get(i) for i in range(size)]
+        try:
+            data = base64.b64decode("".join(line.strip() for line in output), validate=True)
+        except (binascii.Error, ValueError):
+            return []  # garbled: every fact is read again on its own
+        nonce, _, data = data.partition(b"\n")
+        if not _NONCE.fullmatch(nonce) or not data.endswith(nonce + b" end\n"):
+            return []  # no nonce, or cut short
+        out: list[tuple[int, list[str]] | None] = []
+        at = 0
+        while True:  # part i: NONCE i\n, its bytes, \nNONCE i STATUS\n
+            head, tail = nonce + b" %d\n" % len(out), b"\n" + nonce + b" %d " % len(out)
+            if not data.startswith(head, at):
+                break
+            close = data.find(tail, at + len(head))
+            eol = data.find(b"\n", close + len(tail)) if close >= 0 else -1
+            if eol < 0 or not data[close + len(tail) : eol].isdigit():
+                break
+            out.append((int(data[close + len(tail) : eol]), _lines(data[at + len(head) : close])))
+            at = eol + 1
+        return out
 
 
-def _part(body: str) -> tuple[int, list[str]] | None:
-    try:
-        raw = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    data, sep, rc = raw.rpartition(b"\n")
-    if not sep or not rc.isdigit():
-        return None
-    # As pyinfra's connectors read a command's output: lines split on newlines, each decoded.
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
+_N = "dg_batch_nonce"
+_NONCE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _lines(data: bytes) -> list[str]:
+    """A part's bytes as pyinfra's connectors hand a command's output over: lines split on
+    newlines, each decoded."""
+    lines = data.decode("utf-8", errors="replace").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return int(rc), lines
+    return lines
 
 
 def read(h, requests: list[Request]) -> dict[str, Any]:
@@ -115,8 +132,12 @@ def read(h, requests: list[Request]) -> dict[str, Any]:
             plan.append((key, fact_cls, cmd))
     if not plan:
         return {}
+    units: tuple[list[str], list[str]] = ([], [])
+    for _, fact_cls, _ in plan:
+        for have, wanted in zip(units, getattr(fact_cls, "systemd_show", ([], [])), strict=True):
+            have.extend(x for x in wanted if x not in have)
     # A batch that fails as a whole fails nothing: every area then reads its fact on its own.
-    batch = Batch.of([cmd for _, _, cmd in plan], f"dgb{secrets.token_hex(6)}")
+    batch = Batch.of([cmd for _, _, cmd in plan], f"dgb{secrets.token_hex(6)}", units)
     try:
         results = h.get_fact(Batch, batch=batch, _ignore_errors=True)
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -53,6 +54,21 @@ def inventory_of(lab, host: str) -> tuple[str, str]:
 
 def plain_sockets(lab, host: str) -> list[str]:
     return [line for line in lab.ssh(host, "ss -ltnH").splitlines() if ":2375 " in line]
+
+
+def both_ways(lab, host: str) -> dict:
+    """The daemon's state read by perl over its socket (the default where a host has perl) and
+    by the docker CLI and ss (a host without perl): the same reading, whatever state it is in."""
+    from dockguard.operations import dockerd
+
+    got = {}
+    for api in ("perl", "cli"):
+        out = lab.ssh(host, "sh -c " + shlex.quote(dockerd.DockerdState().command(api=api)), timeout=120)
+        got[api] = dockerd.parse_state(out.splitlines())
+    assert got["perl"] == got["cli"], {
+        k: (v, got["cli"].get(k)) for k, v in got["perl"].items() if v != got["cli"].get(k)
+    }
+    return got["perl"]
 
 
 def record(state: str, outcome: Outcome, did: str) -> None:
@@ -141,6 +157,8 @@ def test_stopped_daemon_is_guarded_from_the_disk(lab, pair):
     lab.start_container(target)
     before = inventory_of(lab, target)
     lab.ssh(target, "systemctl stop docker.socket docker.service")
+    live = both_ways(lab, target)
+    assert (live["active"], live["info_rc"], live["containers"]) == ("inactive", None, None)
     out = run_state(lab, target, other)
     assert_refused(out, target, "turning userns-remap on", "1 containers (1 running) and 1 images in /var/lib/docker",
                    "counted from the disk")  # fmt: skip
@@ -158,6 +176,10 @@ def test_admin_override_with_a_plain_tcp_socket_is_closed(lab, pair):
                     f"mv {DROPIN_DIR}/zzz-dockguard.conf {DROPIN_DIR}/dockguard.conf && "
                     "systemctl daemon-reload && systemctl restart docker")  # fmt: skip
     assert plain_sockets(lab, target)
+    lab.ssh(target, "docker rm -f web >/dev/null 2>&1; docker run -d --name web -p 8080:80 keep:me sleep 600")
+    live = both_ways(lab, target)  # the published port (dockerd holds it) is no API listener
+    assert [a.rsplit(":", 1)[1] for a in live["live_listeners"]] == ["2375"] and live["server_version"], live
+    lab.ssh(target, "docker rm -f web")
     out = run_state(lab, target, other)
     assert_fixed(lab, target, before, out, "CIS 2.7", f"{DROPIN_DIR}/zz-override.conf line 3 opens tcp://0.0.0.0:2375")
     record("admin drop-in zz-override.conf opening tcp://0.0.0.0:2375", out, "fixed")
@@ -244,6 +266,8 @@ def test_hung_daemon_is_refused_not_restarted(lab, pair):
     pid = lab.ssh(target, "systemctl show -p MainPID --value docker").strip()
     lab.ssh(target, f'sed -i \'s/"icc": false/"icc": true/\' /etc/docker/daemon.json; kill -STOP {pid}')
     try:
+        live = both_ways(lab, target)  # each way waits its 10 s for the daemon
+        assert (live["info_rc"], live["process_state"], live["server_version"]) == (124, "T", None)
         out = run_state(lab, target, other)
         assert_refused(out, target, f"dockerd (pid {pid}) is stopped", "does not restart a daemon it cannot ask")
         assert lab.ssh(target, "systemctl show -p MainPID --value docker").strip() == pid

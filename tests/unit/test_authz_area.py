@@ -58,9 +58,15 @@ def test_engines_with_an_authorization_bypass_are_named(live, bypasses):
     assert authz.unfixed(live) == bypasses
 
 
+# `systemctl show -p Id -p ActiveState -p UnitFileState dockguard-authz.socket dockguard-authz.service`
+# as the lab's Debian 13 host prints it with the plugin installed (blocks in the order asked).
+UNITS = ["units-begin", "ActiveState=active", "Id=dockguard-authz.socket", "UnitFileState=enabled", "",
+         "Id=dockguard-authz.service", "ActiveState=inactive", "UnitFileState=static", "units-end"]  # fmt: skip
+
+
 def test_the_fact_reads_units_engine_and_changelog():
     out = authz.AuthzState().process([
-        "python=yes", "socket=active", "socket_enabled=yes", "service=inactive", "version=26.1.5",
+        *UNITS, "python=yes", "version=26.1.5",
         "package=docker.io", "cve=CVE-2026-34040", "cve=CVE-$(x)", "file=/etc/docker/dockguard-authz.json",
         "file=/etc/passwd", "plugin_mode=root:root 600",
     ])  # fmt: skip
@@ -69,13 +75,25 @@ def test_the_fact_reads_units_engine_and_changelog():
                    "files": ["/etc/docker/dockguard-authz.json"], "plugin_mode": "root:root 600"}  # fmt: skip
 
 
+@pytest.mark.parametrize("state, enabled", [("enabled", True), ("static", True), ("enabled-runtime", True),
+                                            ("disabled", False), ("masked", False), ("", False)])  # fmt: skip
+def test_the_socket_is_enabled_as_systemctl_is_enabled_says(state, enabled):
+    """UnitFileState read with the other properties (one systemctl): enabled where `systemctl
+    is-enabled` exits 0. A block is the unit asked in its place, whatever its Id (an alias)."""
+    lines = ["Id=other-name.socket", "ActiveState=active", f"UnitFileState={state}", "",
+             "Id=dockguard-authz.service", "ActiveState=active", "UnitFileState=static"]  # fmt: skip
+    out = authz.AuthzState().process(lines)
+    assert (out["socket"], out["socket_enabled"], out["service"]) == ("active", enabled, "active")
+
+
 def test_the_clean_up_reads_only_files_and_units():
     """Where the policy is off (every host by default) the fact runs no dockerd, dpkg-query or
     zcat: the engine's version and changelog matter only to the policy's area."""
     full, units = authz.AuthzState().command(), authz.AuthzState().command(engine=False)
     for probe in ("dockerd --version", "dpkg-query", "zcat", "command -v python3"):
         assert probe in full and probe not in units
-    for kept in ("dockguard-authz.socket", "is-enabled", "plugin_mode", "echo file="):
+    for kept in ("dockguard-authz.socket", "UnitFileState", "plugin_mode", "echo file="):
         assert kept in units
-    live = authz.AuthzState().process(["socket=inactive", "service=inactive"])
+    live = authz.AuthzState().process(["Id=dockguard-authz.socket", "ActiveState=inactive", "UnitFileState=",
+                                       "Id=dockguard-authz.service", "ActiveState=inactive", "UnitFileState="])  # fmt: skip
     assert (live["socket"], live["files"], live["version"]) == ("inactive", [], None)

@@ -72,8 +72,10 @@ def test_missing_rules_compares_with_the_kernel_list():
     assert audit.missing_rules(live, wanted) == ["-w /var/lib/docker -p wa -k docker"]
 
 
-def test_unavailable_reason_names_the_container():
-    reason = audit.unavailable_reason({"available": False, "installed": "yes", "container": "lxc"})
+def test_unavailable_reason_names_the_container(monkeypatch):
+    """Whether the host is a container is the platform's reading (HostPlatform), not read twice."""
+    monkeypatch.setattr(audit.platform, "current", lambda: {"container": "lxc"})
+    reason = audit.unavailable_reason({"available": False, "installed": "yes"})
     assert reason.startswith("auditd cannot run on this host: it is a container (lxc)")
     assert audit.unavailable_reason({"available": True}) is None
 

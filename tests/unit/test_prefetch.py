@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 from dockguard.operations import Context, PerHost, prefetch
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
@@ -60,7 +59,8 @@ NASTY = [
     "printf 'a\\nb\\n'",  # ordinary lines
     "printf 'no final newline'",
     "printf ''",  # no output: the fact's default
-    "printf 'dgbfeed-1 Zm9v\\ndgbfeed-end\\n'",  # looks like the frame
+    "printf 'dgbfeed-1 Zm9v\\ndgbfeed-end\\n'",  # looks like a frame
+    "printf '00000000-0000-4000-8000-000000000000 1\\n'",  # looks like this frame's markers (not its nonce)
     "printf '\\377\\000bin\\n'",  # not UTF-8, a NUL
     "echo partial; exit 3",  # failed: read again by its area
     "echo reject",  # the fact rejects it
@@ -87,19 +87,96 @@ def test_read_hands_in_what_succeeded_and_leaves_the_rest():
     assert got["k0"] == ["a", "b"] and got["k1"] == ["no final newline"]
     assert got["k2"] == ["default"]  # no output: the fact's default, as pyinfra gives it
     assert got["k3"] == ["dgbfeed-1 Zm9v", "dgbfeed-end"]
-    assert got["k4"] == ["\ufffd\x00bin"]
-    assert got["k7"] == ["", ""] and got["k8"] == ["default"]
-    assert "k5" not in got and "k6" not in got  # exit 3 / rejected: the area reads them itself
+    assert got["k4"] == ["00000000-0000-4000-8000-000000000000 1"]
+    assert got["k5"] == ["\ufffd\x00bin"]
+    assert got["k8"] == ["", ""] and got["k9"] == ["default"]
+    assert "k6" not in got and "k7" not in got  # exit 3 / rejected: the area reads them itself
     assert "needs" not in got  # a fact that needs a command checked first is never batched
 
 
-@pytest.mark.parametrize(
-    "lines",
-    [[], ["x-begin"], ["x-begin", "x-0 Zm9v"], ["garbage"], ["x-begin", "x-0 !!!", "x-end"]],
-)
-def test_a_batch_cut_short_or_garbled_hands_in_nothing_usable(lines):
-    parts = prefetch.Batch().process(lines)
-    assert all(p is None for p in parts)
+def test_a_batch_cut_short_or_garbled_hands_in_nothing():
+    """Output cut anywhere (the connection dropped) or not base64: no part is handed in, every
+    fact is read again on its own."""
+    whole = run(prefetch.Batch.compose(NASTY, "dgbfeed"))
+    assert len(whole) == 1 and len(prefetch.Batch().process(whole)) == len(NASTY)
+    blob = whole[0]
+    for cut in (0, 4, 8, len(blob) // 2, len(blob) - 8, len(blob) - 4, len(blob) - 1):
+        assert prefetch.Batch().process([blob[:cut]]) == [], cut
+    assert prefetch.Batch().process(["not base64!"]) == []
+    assert prefetch.Batch().process([]) == []
+
+
+def test_the_frames_nonce_is_drawn_on_the_host_and_never_in_the_command():
+    script = prefetch.Batch.compose(["echo a"], "dgbfeed")
+    first, second = run(script), run(script)
+    assert first != second  # a new nonce each run
+    assert prefetch.Batch().process(first) == prefetch.Batch().process(second) == [(0, ["a"])]
+    assert "/proc/sys/kernel/random/uuid" in script
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# `systemctl show -p Id -p PROPS... UNITS...`, as systemd prints it (a block per unit, an empty line
+# between; within a block a service's own properties before the unit's Id); each call logged
+echo "$*" >> "$CALLS"
+props=; units=
+while [ $# -gt 0 ]; do case $1 in show) ;; -p) props="$props $2"; shift;; *) units="$units $1";; esac; shift; done
+first=1
+for u in $units; do
+  [ $first = 1 ] || echo; first=0
+  echo "MainPID=0"
+  for p in $props; do case $p in
+    Id) ;; ActiveState) echo "ActiveState=active";; UnitFileState) echo "UnitFileState=enabled";;
+    FragmentPath) [ "$u" = docker.socket ] && echo "FragmentPath=" || echo "FragmentPath=/etc/passwd";;
+    *) echo "$p=";; esac; done
+  echo "Id=$u"
+done
+"""
+
+
+def test_the_batch_reads_systemd_once_for_every_part_with_the_same_readings(tmp_path, monkeypatch):
+    """Facts that read units (their ``systemd_show``) share one systemctl in a batch, and read the
+    same as each with a systemctl of its own."""
+    from dockguard.operations import audit, authz, hostpaths
+
+    (tmp_path / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (tmp_path / "auditctl").write_text(
+        '#!/bin/sh\n[ "$1" = -s ] && echo "enabled 1" || echo "-w /etc/docker -k docker"\n'
+    )
+    for tool in ("systemctl", "auditctl"):
+        (tmp_path / tool).chmod(0o755)
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("PATH", f"{tmp_path}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("CALLS", str(calls))
+    requests = [("audit", audit.AuditState, {}), ("authz", authz.AuthzState, {"engine": False}),
+                ("paths", hostpaths.DockerHostPaths, {})]  # fmt: skip
+    alone = {key: cls().process(run(cls().command(**kw))) for key, cls, kw in requests}
+    assert len(calls.read_text().splitlines()) == 3
+    calls.write_text("")
+    batched = prefetch.read(FakeHost(), requests)
+    assert batched == alone
+    assert alone["authz"]["socket"] == "active" and alone["authz"]["socket_enabled"]
+    assert alone["audit"]["active"] == "active" and alone["audit"]["runtime_unit"] == "enabled"
+    assert alone["audit"]["rules"] == ["-w /etc/docker -k docker"] and alone["audit"]["audit_enabled"] == "1"
+    assert alone["paths"]["units"] == {"docker.service": "/etc/passwd", "containerd.service": "/etc/passwd"}
+    assert calls.read_text().splitlines() == [
+        "show -p Id -p ActiveState -p UnitFileState -p FragmentPath auditd.service dockguard-audit-runtime.service "
+        "dockguard-authz.socket dockguard-authz.service docker.service docker.socket containerd.service"
+    ]
+
+
+def test_a_shared_reading_that_does_not_add_up_is_not_used(tmp_path, monkeypatch):
+    """systemctl printing fewer blocks than units asked: no part uses the shared reading, each
+    reads its own."""
+    from dockguard.operations import authz
+
+    (tmp_path / "systemctl").write_text(FAKE_SYSTEMCTL.replace("for u in $units; do", "for u in ${units%% *}; do"))
+    (tmp_path / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("CALLS", str(tmp_path / "calls"))
+    script = prefetch.Batch.compose([authz.AuthzState().command(engine=False)], "dgbfeed",
+                                    (["dockguard-authz.socket", "dockguard-authz.service"], ["ActiveState"]))  # fmt: skip
+    run(script)
+    assert len((tmp_path / "calls").read_text().splitlines()) == 2  # the shared one, then the part's own
 
 
 def test_a_reading_is_kept_until_an_operation_runs_on_the_host(monkeypatch):
