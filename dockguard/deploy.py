@@ -131,7 +131,7 @@ def _prepare(ctx: Context) -> None:
 
 def run() -> None:
     """The body of a deploy file: harden the current host."""
-    compat.install_speedups()
+    compat.install_speedups(inventory)
     settings.for_host(host, inventory, preflight=_preflight)
     if dockerd.refused(host):
         return

@@ -48,3 +48,36 @@ def test_global_arguments_are_pyinfras_own_list_read_once():
 
     assert arguments.all_global_arguments is speedups.all_global_arguments
     assert facts.all_global_arguments is speedups.all_global_arguments
+
+
+def test_host_data_answers_as_pyinfras_own(monkeypatch):
+    """The fast HostData gives every global argument the value (or absence) pyinfra's own
+    lookup gives: from group data, host data, --data overrides, a value set during the
+    deploy, and an @deploy's data defaults."""
+    from pyinfra.api import Config, Inventory, State
+
+    inventory = Inventory(
+        (["h1", ("h2", {"_sudo_user": "ops", "docker_icc": False})], {"_shell_executable": "bash"}),
+        override_data={"_timeout": 30},
+        web=(["h1"], {"_sudo": True, "_env": {"A": "1"}}),
+    )
+    State(inventory, Config())
+    assert speedups.DATA_PROBLEM is None
+    sentinel = object()
+    keys = [key for key, _ in speedups.all_global_arguments()] + ["docker_icc", "not_there"]
+
+    def answers():
+        return {h.name: {k: getattr(h.data, k, sentinel) for k in keys} for h in inventory}
+
+    before = answers()
+    speedups.install_speedups(inventory)
+    assert all(type(h.data) is speedups._FastHostData for h in inventory)
+    assert answers() == before
+    assert before["h1"]["_sudo"] is True and before["h2"]["_sudo_user"] == "ops"
+    assert before["h1"]["_timeout"] == 30 and before["h1"]["_shell_executable"] == "bash"
+    assert before["h1"]["_sudo_password"] is sentinel  # in no layer
+    h1 = inventory.get_host("h1")
+    h1.data._sudo_password = "x"  # set during the deploy: found
+    assert h1.data._sudo_password == "x"
+    monkeypatch.setattr(h1, "current_deploy_data", {"_su_user": "deployer"})  # an @deploy's defaults
+    assert h1.data._su_user == "deployer"
