@@ -41,7 +41,9 @@ def show(units: list[str], props: list[str]) -> str:
     made with one systemctl before its parts (``dg_sd=1``, operations/prefetch.py; its blocks
     may hold more properties), else from a systemctl of its own."""
     blocks = " ".join(f'"${show_var(u)}"' for u in units)
-    return f"if [ \"${{dg_sd:-}}\" = 1 ]; then printf '%s\\n\\n' {blocks}; else {show_command(units, props)}; fi"
+    have = " && ".join(f'[ -n "${{{show_var(u)}+x}}" ]' for u in units)  # every unit in the shared reading
+    return (f"if [ \"${{dg_sd:-}}\" = 1 ] && {have}; then printf '%s\\n\\n' {blocks}; "
+            f"else {show_command(units, props)}; fi")  # fmt: skip
 
 
 def show_each(source: str, units: list[str], body: str) -> str:

@@ -230,3 +230,19 @@ def test_a_batch_that_failed_as_a_whole_hands_in_nothing(monkeypatch):
     h = FakeHost()
     monkeypatch.setattr(h, "get_fact", lambda cls, **kw: cls.default())
     assert prefetch.read(h, [("k0", Lines, {"text": "echo a"})]) == {}
+
+
+def test_a_fact_whose_units_are_not_in_the_shared_reading_reads_its_own(tmp_path, monkeypatch):
+    """A part reading a unit the batch did not read (a fact that names no ``systemd_show``)
+    runs its own systemctl, never prints an empty block."""
+    from dockguard.operations import authz
+
+    (tmp_path / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (tmp_path / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("CALLS", str(tmp_path / "calls"))
+    script = prefetch.Batch.compose([authz.AuthzState().command(engine=False)], "dgbfeed",
+                                    (["docker.service"], ["ActiveState"]))  # fmt: skip
+    (part,) = prefetch.Batch().process(run(script))
+    assert authz.AuthzState().process(part[1])["socket"] == "active"
+    assert len((tmp_path / "calls").read_text().splitlines()) == 2  # the shared one, then the part's own
