@@ -152,7 +152,9 @@ BENCH_SIZES ?= 1,10,50,100
 BENCH_ANSIBLE_SIZES ?= 1,10
 BENCH_RTTS ?= 0,50,150
 BENCH_REPEAT ?= 3
+BENCH_APT := iptables  # the WAN rows' redirect to their delaying relay (nat OUTPUT)
 bench: venv
+	$(call apt_install,$(BENCH_APT))
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py --sizes $(BENCH_SIZES) --ansible-sizes $(BENCH_ANSIBLE_SIZES) --rtts $(BENCH_RTTS) \
 		--repeat $(BENCH_REPEAT) --out bench/results.json
