@@ -415,11 +415,9 @@ def _state_command(api: str = "auto") -> str:
         f"do t=$x; x=; done; }} < {KNOWN_GOOD}/manifest; "
         f'[ "$h" = "{_MANIFEST_HEAD}" ] && [ "$t" = "{_MANIFEST_END}" ] && echo known_good=yes '
         "|| echo known_good=corrupt; }; "
-        # dockerd and docker as `command -v` finds them, by the shell itself (PATH's absolute
-        # entries in order: the first regular, executable file; a path with a newline is none).
-        "for b in dockerd docker; do p=; IFS=:; set -f; for d in $PATH; do case $d in /*) "
-        '[ -f "$d/$b" ] && [ -x "$d/$b" ] && { p=$d/$b; break; };; esac; done; set +f; IFS=$o; '
-        "case $p in *'\n'*) p=;; esac; echo \"${b}_bin=$p\"; done; "
+        # dockerd and docker as `command -v` finds them (a path with a newline is none).
+        + safe.which("dockerd docker", "case $p in *'\n'*) p=;; esac; echo \"${b}_bin=$p\"")
+        + "; "
         "[ -w /etc/docker ] || [ ! -e /etc/docker ] && echo etc_writable=yes; "
         # The kernel's limits tables (text it writes), a line each.
         "{ while IFS= read -r x; do printf 'pid1_limit=%s\\n' \"$x\"; done < /proc/1/limits; } 2>/dev/null; "
@@ -427,7 +425,7 @@ def _state_command(api: str = "auto") -> str:
         'echo "pid1_caps=$c"; '
         'if [ "${pid:-0}" -gt 0 ]; then '
         "while IFS= read -r x; do printf 'limit=%s\\n' \"$x\"; done < /proc/$pid/limits; "
-        f"b cmdline; base64 -w0 < /proc/$pid/cmdline; echo; "
+        "b cmdline; base64 -w0 < /proc/$pid/cmdline; echo; "
         # The process state: the field after the command name (which may hold ") ").
         "st=; read -r st < /proc/$pid/stat; st=${st##*) }; "
         'echo "pstate=${st%% *}"; fi 2>/dev/null; '
@@ -510,9 +508,9 @@ def parse_state(output: list[str]) -> dict[str, Any]:
             api = _api_records(value)
         else:
             raw[key] = value
-    raw.update(unit="\n".join(many["unitprop"]), pid1_limits="\n".join(many["pid1_limit"]),
-               limits="\n".join(many["limit"]))  # fmt: skip
-    unit_file = next((v.partition("=")[2] for v in many["unitprop"] if v.startswith("FragmentPath=")), None)
+    raw.update(pid1_limits="\n".join(many["pid1_limit"]), limits="\n".join(many["limit"]))
+    unit = dict(line.split("=", 1) for line in many["unitprop"] if "=" in line)
+    unit_file = unit.get("FragmentPath")
     fragment = None
     files: dict[str, str] = {}
     dropins: dict[str, str] = {}
@@ -536,7 +534,6 @@ def parse_state(output: list[str]) -> dict[str, Any]:
             if body is not None:
                 raw[key] = body.decode("utf-8", errors="replace")
         published = _published_api(raw.pop("containers", ""))
-    unit = dict(line.split("=", 1) for line in raw.get("unit", "").splitlines() if "=" in line)
     state: dict[str, Any] = {
         "active": unit.get("ActiveState") or "unknown",
         "enabled": unit.get("UnitFileState") or "unknown",

@@ -43,12 +43,12 @@ class DockerHostPaths(FactBase):
         # stat()ed by the one find of the fixed paths: not a find per path (read on every run).
         return safe.stream(
             "paths",
-            # Each binary as `command -v` finds it, by the shell itself (PATH's absolute entries,
-            # in order: the first regular, executable file).
-            f"set --; o=$IFS; set -f; for b in {' '.join(BINARIES)}; do p=; IFS=:; for d in $PATH; do "
-            'case $d in /*) [ -f "$d/$b" ] && [ -x "$d/$b" ] && { p=$d/$b; break; };; esac; done; IFS=$o; '
-            f'[ -n "$p" ] && {{ printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; set -- "$@" "$p"; }}; done; '
-            "set +f; "
+            # Each binary as `command -v` finds it.
+            "set --; "
+            + safe.which(
+                " ".join(BINARIES), '[ -n "$p" ] && { printf \'bin\\0%s\\0%s\\0\' "$b" "$p"; set -- "$@" "$p"; }'
+            )
+            + "; "
             # Every unit's file from one systemctl (a block per unit, in the order asked).
             f"sd=$({systemd.show(*self.systemd_show)}); "
             + systemd.show_each(

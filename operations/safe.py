@@ -27,6 +27,17 @@ _ASIDE = re.compile(r"[\s,;:'\"\\]|^$")
 END = b"dockguard-end"  # the last field of every stream: a stream without it was cut short
 
 
+def which(names: str, body: str) -> str:
+    """Shell that runs ``body`` for each of ``names`` (a shell word list) with ``$b`` the name
+    and ``$p`` its path as `command -v` finds it, looked up by the shell itself (no process):
+    PATH's absolute entries in order, the first regular, executable file; empty if none."""
+    return (
+        f"o=$IFS; for b in {names}; do p=; IFS=:; set -f; for d in $PATH; do case $d in /*) "
+        '[ -f "$d/$b" ] && [ -x "$d/$b" ] && { p=$d/$b; break; };; esac; done; set +f; IFS=$o; '
+        f"{body}; done"
+    )
+
+
 def stream(tag: str, script: str) -> str:
     """Shell: run ``script`` (which prints NUL-terminated fields, e.g. with
     ``printf '%s\\0' "$x"`` or ``find -printf '%p\\0'``) and print ``TAG:BASE64``
