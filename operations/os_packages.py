@@ -137,8 +137,6 @@ class OsPackagesState(FactBase):
             "for c in /etc/aide/aide.conf /etc/aide.conf; do [ -f $c ] && "
             "echo aide_checksums=$(sed -n 's/^[[:space:]]*Checksums[[:space:]]*=[[:space:]]*//p' $c | tail -n 1) "
             "&& break; done; "
-            f"for f in aide_db:{AIDE_DB['apt']} aide_db:{AIDE_DB['dnf']} rkhunter_db:{RKHUNTER_DB}; do "
-            '[ -f "${f#*:}" ] && echo "${f%%:*}=yes"; done; '
             # One systemctl for every unit (blocks in the order asked): UnitFileState is what
             # is-enabled says, empty where there is no unit file.
             f"systemctl show -p ActiveState -p UnitFileState {units} 2>/dev/null | awk -v names={shlex.quote(units)} "
@@ -150,6 +148,10 @@ class OsPackagesState(FactBase):
                 "/^UnitFileState=/ { e = substr($0, 15); seen = 1 } END { out() }"
             )
             + "; "
+            # The databases after the units: a build that ends between the two reads is then seen
+            # with its file (read before its unit, the file could be missing and the unit done).
+            f"for f in aide_db:{AIDE_DB['apt']} aide_db:{AIDE_DB['dnf']} rkhunter_db:{RKHUNTER_DB}; do "
+            '[ -f "${f#*:}" ] && echo "${f%%:*}=yes"; done; '
             "echo end=ok"
         )
 

@@ -119,3 +119,11 @@ def test_no_security_source_off_apt():
 
 def test_missing_keeps_order_once():
     assert os_packages.missing({"installed": ["acct"]}, ["acct", "sysstat", "sysstat", "aide"]) == ["sysstat", "aide"]
+
+
+def test_the_databases_are_read_after_the_units():
+    """A build that ends between the two reads: read first, the file would be missing and the unit
+    done ("AIDE has no database", and a second build); read after, the file is there."""
+    for codename in (None, "trixie"):
+        cmd = os_packages.OsPackagesState().command(codename)
+        assert cmd.index("systemctl show -p ActiveState") < cmd.index(f"aide_db:{os_packages.AIDE_DB['apt']}")
