@@ -2,7 +2,8 @@
 
 Groups: lab_containers (dh1..dhN, systemd-nspawn hosts), lab_vms (vm1, QEMU, AppArmor)
 and lab_selinux_vms (vm2, QEMU, SELinux; only with `make lab-up SELINUX=1`). Each host's
-Debian release is its ``lab_suite`` (bookworm, trixie).
+Debian release is its ``lab_suite`` (bookworm, trixie). With DOCKGUARD_LAB_HOSTS=dh1,dh2 set
+(a lane of the end-to-end suite, lab/e2e_lanes.py), only those hosts.
 """
 
 import json
@@ -18,6 +19,9 @@ def _hosts(kind):
         hosts = json.loads((_STATE / "hosts.json").read_text())["hosts"]
     except (OSError, ValueError, KeyError):
         hosts = {}
+    only = os.environ.get("DOCKGUARD_LAB_HOSTS")
+    if only is not None:
+        hosts = {n: h for n, h in hosts.items() if n in only.split(",")}
     return [
         (
             name,

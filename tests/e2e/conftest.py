@@ -24,6 +24,16 @@ PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 LABCTL = ROOT / "lab" / "labctl.py"
 
 
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lanes = _load("e2e_lanes", ROOT / "lab" / "e2e_lanes.py")
+
+
 @dataclass
 class Run:
     rc: int
@@ -103,16 +113,15 @@ def operator_machine():
         yield OperatorMachine(json.loads(up.stdout))
     finally:
         subprocess.run([sys.executable, str(LABCTL), "operator-down"], capture_output=True, timeout=120)
-        spec = importlib.util.spec_from_file_location("labctl", LABCTL)
-        labctl = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(labctl)
-        left = labctl.operator_leftovers()
+        left = _load("labctl", LABCTL).operator_leftovers()
         assert not left, "operator-down left behind: " + ", ".join(left)
 
 
 class Lab:
-    def __init__(self, hosts: dict):
+    def __init__(self, hosts: dict, all_hosts: dict | None = None):
         self.hosts = hosts
+        # The whole lab, when this run is one lane of it (lab/e2e_lanes.py): what `make lab-up` booted.
+        self.all_hosts = all_hosts if all_hosts is not None else hosts
 
     @property
     def names(self) -> list[str]:
@@ -189,7 +198,17 @@ class Lab:
         returns (exit code, output, {test id: "passed"/"failed"/"skipped"}). Without a keyword,
         one suite per host, all at once: the container hosts' checks run while the VM's do."""
         with self.inventory(hosts) as inventory:
-            base = [sys.executable, "-m", "pytest", "tests/cis", "--inventory", inventory, "-q"]
+            base = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/cis",
+                "--inventory",
+                inventory,
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ]
             if keyword:
                 runs = {junit: base + [f"--junitxml={junit}", "-k", keyword]}
             else:
@@ -237,7 +256,12 @@ def lab() -> Lab:
         if os.environ.get("DOCKGUARD_REQUIRE_LAB") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    return Lab(hosts)
+    lane = lanes.lane_hosts()
+    if lane is None:
+        return Lab(hosts)
+    if not set(lane) <= set(hosts):
+        pytest.fail(f"{lanes.ENV}={','.join(lane)} names hosts the lab does not run: {sorted(set(lane) - set(hosts))}")
+    return Lab({n: h for n, h in hosts.items() if n in lane}, all_hosts=hosts)
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +277,11 @@ def hardened_lab(lab, request) -> Lab:
 
 
 def pytest_collection_modifyitems(session, config, items):
+    lanes.select(config, items, STATE)
+    shuffle(config, items)
+
+
+def shuffle(config, items):
     """With DOCKGUARD_E2E_SHUFFLE=1 (make e2e), the modules run in a random order (a module's
     tests keep theirs: each module is one scenario that starts from the state it sets up).
     The seed is printed in the header; DOCKGUARD_E2E_SEED=N repeats an order."""

@@ -9,7 +9,10 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("hardened_lab")  # the tests start from hardened hosts
+pytestmark = [
+    pytest.mark.usefixtures("hardened_lab"),  # the tests start from hardened hosts
+    pytest.mark.needs("container"),
+]  # the container hosts' lane (lab/e2e_lanes.py)
 HARDEN_KIND = "container"  # its tests use the container hosts only (conftest.hardened_lab)
 
 DAEMON_JSON = "/etc/docker/daemon.json"

@@ -10,6 +10,7 @@ LOAD = "CIS 1.1: audit rules loaded and verified in the kernel"
 PERMS = "CIS 3.x: owner and mode of Docker files, sockets, units and certificates"
 
 
+@pytest.mark.needs("vm")
 def test_audit_rules_live_and_a_deleted_rule_restored(lab):
     vms = lab.of_kind("vm")
     if not vms:
@@ -28,6 +29,7 @@ def test_audit_rules_live_and_a_deleted_rule_restored(lab):
     assert lab.apply(limit=vm).totals["success"] == 0
 
 
+@pytest.mark.needs("container")
 def test_container_host_says_auditd_cannot_run_and_goes_on(lab):
     host = lab.of_kind("container")[0]
     r = lab.apply(limit=host)
@@ -36,6 +38,7 @@ def test_container_host_says_auditd_cannot_run_and_goes_on(lab):
     assert "-w /etc/docker -p wa -k docker" in lab.ssh(host, "cat /etc/audit/rules.d/dockguard-docker.rules")
 
 
+@pytest.mark.needs("container")
 def test_loosened_files_and_socket_are_restored(lab):
     host = lab.of_kind("container")[0]
     lab.ssh(host, "chmod 666 /var/run/docker.sock && chown root:root /var/run/docker.sock && "
@@ -59,6 +62,7 @@ def test_loosened_files_and_socket_are_restored(lab):
     assert lab.apply(limit=host).totals["success"] == 0
 
 
+@pytest.mark.needs("container")
 def test_docker_group_members_reported_then_enforced(lab):
     host = lab.of_kind("container")[-1]
     # From the hardened state, whatever the module run before left on the host (the modules run in any order).
@@ -77,6 +81,7 @@ def test_docker_group_members_reported_then_enforced(lab):
     assert lab.apply(limit=host, hosts=enforce).totals["success"] == 0
 
 
+@pytest.mark.needs("container")
 def test_lynis_index_before_and_after_hardening_and_the_gate(lab, tmp_path):
     host = lab.of_kind("container")[-1]
     lab.reset_to_stock(host)

@@ -27,6 +27,7 @@ def profiles(lab, host):
     return json.loads(lab.ssh(host, "aa-status --json"))["profiles"]
 
 
+@pytest.mark.needs("vm")
 def test_profile_enforced_and_a_container_confined_by_it(lab, vm):
     r = lab.apply(limit=vm)
     assert r.rc == 0, r.stderr[-3000:]
@@ -45,6 +46,7 @@ def test_profile_enforced_and_a_container_confined_by_it(lab, vm):
     assert "1 packets received" in lab.docker(vm, f"run --rm {image} ping -c1 127.0.0.1")
 
 
+@pytest.mark.needs("vm")
 def test_profile_reloaded_only_when_the_kernel_lost_it_or_the_file_changed(lab, vm):
     assert lab.apply(limit=vm).rc == 0
     lab.ssh(vm, f"apparmor_parser -R {PROFILE_FILE}")  # unloaded by hand: the file is unchanged
@@ -59,6 +61,7 @@ def test_profile_reloaded_only_when_the_kernel_lost_it_or_the_file_changed(lab, 
     assert lab.apply(limit=vm).totals["success"] == 0
 
 
+@pytest.mark.needs("container")
 def test_container_host_says_apparmor_is_not_its_own_and_goes_on(lab):
     host = lab.of_kind("container")[0]
     r = lab.apply(limit=host)

@@ -30,6 +30,7 @@ def vm(lab):
     return vms[0]
 
 
+@pytest.mark.needs("vm-selinux")
 def test_selinux_without_a_container_policy_is_refused_before_anything_changes(lab, vm):
     assert lab.ssh(vm, "getenforce").strip() == "Permissive"
     assert "container" not in lab.ssh(vm, "semodule -l").split()

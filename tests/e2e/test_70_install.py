@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.needs("container")  # the container hosts' lane (lab/e2e_lanes.py)
+
 INSTALL_OP = "dockguard: Docker installed (docker_install)"
 NESTED_OP = "dockguard: harden the Docker installed in this run"
 RESTART_OP = "dockerd: restart when the config changed or the daemon does not match it"

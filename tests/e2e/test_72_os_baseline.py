@@ -8,6 +8,8 @@ import contextlib
 import subprocess
 import time
 
+import pytest
+
 DROPIN = "/etc/ssh/sshd_config.d/01-dockguard.conf"
 SSHD_OP = "SSH-7408: sshd drop-in /etc/ssh/sshd_config.d/01-dockguard.conf, checked with sshd -t and reloaded"
 
@@ -31,6 +33,7 @@ def test_the_baseline_applies_twice_and_the_host_stays_reachable(hardened_lab):
         lab.ssh(host, "test -x /usr/lib/openssh/sftp-server || test -x /usr/libexec/openssh/sftp-server")
 
 
+@pytest.mark.needs("container")
 def test_a_setting_change_reloads_sshd_and_a_broken_admin_drop_in_fails_only_that_host(hardened_lab):
     lab = hardened_lab
     bad, good = lab.of_kind("container")[:2]
@@ -50,6 +53,7 @@ def test_a_setting_change_reloads_sshd_and_a_broken_admin_drop_in_fails_only_tha
     assert sshd_value(lab, good, "maxsessions") == "4"
 
 
+@pytest.mark.needs("container")
 def test_a_drop_in_sshd_rejects_is_rolled_back_and_the_host_stays_reachable(hardened_lab):
     lab = hardened_lab
     host = lab.of_kind("container")[0]
@@ -97,6 +101,7 @@ def fetch(url: str, source: str | None = None) -> str:
     return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
 
 
+@pytest.mark.needs("container")
 def test_published_ports_are_restricted_in_docker_user_and_containers_still_talk(hardened_lab):
     lab = hardened_lab
     host = lab.of_kind("container")[0]
@@ -147,6 +152,7 @@ def test_published_ports_are_restricted_in_docker_user_and_containers_still_talk
     assert lab.ssh(host, "iptables -S DGD-PUB").strip() == "-N DGD-PUB"
 
 
+@pytest.mark.needs("vm")
 def test_the_firewall_survives_a_reboot(hardened_lab):
     """dockguard-firewall.service puts the chains back at boot, before dockerd, which keeps
     DOCKER-USER's content; the audit rules load at boot (the watch in /run/containerd, which

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.needs("container")  # the container hosts' lane (lab/e2e_lanes.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT = [sys.executable, "-m", "dockguard", "audit-containers"]
 # An image with a user and a HEALTHCHECK, built offline from the lab's busybox (printf's format).

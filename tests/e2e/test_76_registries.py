@@ -21,6 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from dockguard import pki
 
+pytestmark = pytest.mark.needs("container")  # the container hosts' lane (lab/e2e_lanes.py)
+
 CACHE = Path("/var/cache/dockguard-lab/registry")
 NAME, PORT, USER, PASSWORD = "registry.dglab", 5000, "dg", "e2e-registry-password"
 ADDRESS = f"{NAME}:{PORT}"

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.needs("container")  # the container hosts' lane (lab/e2e_lanes.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKGUARD = str(Path(sys.executable).with_name("dockguard"))  # the checkout's venv (make venv)
 METRICS = "http://127.0.0.1:9100/metrics"

@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.needs("container")  # the container hosts' lane (lab/e2e_lanes.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
