@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -150,6 +151,16 @@ def main(argv: list[str]) -> int:
         return subprocess.run(pytest + argv, cwd=ROOT).returncode
     reports = ROOT / "reports"
     reports.mkdir(exist_ok=True)
+    seed = {}
+    if os.environ.get("DOCKGUARD_E2E_SHUFFLE") == "1":  # one order seed for every lane: one number repeats the run
+        seed = {
+            "DOCKGUARD_E2E_SEED": os.environ.get("DOCKGUARD_E2E_SEED") or str(random.SystemRandom().randrange(1, 10**6))
+        }
+        print(
+            f"e2e lanes: modules in a random order in each lane: DOCKGUARD_E2E_SEED={seed['DOCKGUARD_E2E_SEED']} "
+            "repeats it",
+            flush=True,
+        )
     width = max(map(len, lanes))
     procs, threads, started, took = {}, [], time.monotonic(), {}
     try:
@@ -159,7 +170,7 @@ def main(argv: list[str]) -> int:
             tmp = Path(tempfile.gettempdir()) / f"dockguard-e2e-{lane}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(mode=0o700)
-            env = {**os.environ, ENV: ",".join(names), LANE_ENV: lane, PLAN_ENV: str(plan)}
+            env = {**os.environ, **seed, ENV: ",".join(names), LANE_ENV: lane, PLAN_ENV: str(plan)}
             if i:  # the operator's CA and drift lock of this lane, apart from the first lane's
                 env["HOME"] = str(tmp / "home")
                 env["XDG_STATE_HOME"] = str(tmp / "home" / ".local" / "state")
