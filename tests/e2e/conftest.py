@@ -198,17 +198,8 @@ class Lab:
         returns (exit code, output, {test id: "passed"/"failed"/"skipped"}). Without a keyword,
         one suite per host, all at once: the container hosts' checks run while the VM's do."""
         with self.inventory(hosts) as inventory:
-            base = [
-                sys.executable,
-                "-m",
-                "pytest",
-                "tests/cis",
-                "--inventory",
-                inventory,
-                "-q",
-                "-p",
-                "no:cacheprovider",
-            ]
+            base = [sys.executable, "-m", "pytest", "tests/cis", "--inventory", inventory, "-q",
+                    "-p", "no:cacheprovider"]  # fmt: skip
             if keyword:
                 runs = {junit: base + [f"--junitxml={junit}", "-k", keyword]}
             else:
