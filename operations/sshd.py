@@ -5,7 +5,8 @@ Never lock the operator out: the host's own configuration must pass ``sshd -t``
 before dockguard touches it (else this host fails, naming sshd's complaint, and
 nothing is written); the new drop-in is put in place and checked; a failed check puts
 the previous file back (or removes the new one) and fails this host; a passed one
-reloads sshd, which keeps every open connection (this run's included). The reload is
+reloads sshd, which keeps every open connection (this run's included), and waits until
+sshd listens again (a new connection during its re-exec would be refused). The reload is
 gated on the drop-in's digest recorded after the last good reload, so a run
 interrupted between the write and the reload reloads on the next run.
 
@@ -125,6 +126,39 @@ def overridden(text: str, effective: dict[str, str]) -> list[str]:
     return out
 
 
+# sshd re-executes itself on SIGHUP: it closes its listening sockets and opens them again, and
+# `systemctl reload` returns once the signal is sent (ExecReload=kill -HUP). A connection made in
+# between is refused before sshd's banner ("kex_exchange_identification: Connection reset"): the
+# operator's next ssh, or the next run. The e2e suite met it on the emulated VM host, where the
+# re-exec takes seconds under load. So the reload waits (up to 60 s) until sshd's main process
+# listens on sockets it did not hold before. Where it held none (socket activation: systemd holds
+# the socket, which stays open), there is nothing to wait for.
+_LISTENING = (
+    'dg_sshd_listen() { for f in /proc/$1/fd/*; do l=$(readlink "$f" 2>/dev/null) || continue; '
+    "case $l in socket:*) i=${l#socket:?}; i=${i%?}; "
+    'awk -v i="$i" \'$4 == "0A" && $10 == i { print i; exit }\' /proc/$1/net/tcp /proc/$1/net/tcp6 2>/dev/null;; '
+    "esac; done; }; "
+)
+RELISTEN_POLLS = 300  # of 0.2 s
+
+
+def reload_and_wait(unit: str) -> str:
+    """Shell: reload sshd's ``unit`` and wait until it listens again (see _LISTENING), then ``&& ``."""
+    u = shlex.quote(f"{unit}.service")
+    pid = f"dg_pid=$(systemctl show -p MainPID --value {u} 2>/dev/null); "
+    listening = 'dg_sshd_listen "${dg_pid:-0}" | sort | tr "\\n" " "'
+    return (
+        _LISTENING + pid + f"dg_old=$({listening}); "
+        f"systemctl try-reload-or-restart {u} && "
+        '{ dg_i=0; while [ -n "$dg_old" ]; do ' + pid + f"dg_new=$({listening}); "
+        'if [ -n "$dg_new" ]; then dg_same=; for x in $dg_new; do case " $dg_old " in *" $x "*) dg_same=1;; esac; '
+        'done; [ -n "$dg_same" ] || break; fi; dg_i=$((dg_i + 1)); '
+        f"if [ $dg_i -ge {RELISTEN_POLLS} ]; then "
+        'echo "dockguard: sshd did not listen again within 60 s of its reload (the drop-in is in place; '
+        'the next run reloads it again)" >&2; exit 1; fi; sleep 0.2; done; } && '
+    )
+
+
 @operation()
 def dropin(text: str, digest: str | None, applied: str | None, unit: str | None):
     """``DROPIN`` holds ``text``, passed ``sshd -t``, and sshd reloaded it."""
@@ -134,7 +168,7 @@ def dropin(text: str, digest: str | None, applied: str | None, unit: str | None)
         return
     q = shlex.quote
     reload = (
-        f"systemctl try-reload-or-restart {q(unit)}.service && " if unit else ""
+        reload_and_wait(unit) if unit else ""
     ) + f"mkdir -p {q(APPLIED.rsplit('/', 1)[0])} && echo {new} > {q(APPLIED)}"
     if digest == new:  # written by a run that stopped before its reload
         yield StringCommand(hostlock.prefix() + reload)
