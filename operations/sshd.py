@@ -154,8 +154,8 @@ def reload_and_wait(unit: str) -> str:
         'if [ -n "$dg_new" ]; then dg_same=; for x in $dg_new; do case " $dg_old " in *" $x "*) dg_same=1;; esac; '
         'done; [ -n "$dg_same" ] || break; fi; dg_i=$((dg_i + 1)); '
         f"if [ $dg_i -ge {RELISTEN_POLLS} ]; then "
-        'echo "dockguard: sshd did not listen again within 60 s of its reload (the drop-in is in place; '
-        'the next run reloads it again)" >&2; exit 1; fi; sleep 0.2; done; } && '
+        f'echo "dockguard: sshd did not listen again within {RELISTEN_POLLS // 5} s of its reload '
+        '(the drop-in is in place; the next run reloads it again)" >&2; exit 1; fi; sleep 0.2; done; } && '
     )
 
 
