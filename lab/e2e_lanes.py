@@ -86,8 +86,9 @@ def select(config, items, state: Path = STATE) -> None:
     lanes = plan_lanes(hosts)
     if lane not in lanes:
         raise SystemExit(f"e2e lanes: {LANE_ENV}={lane}: the lab has no hosts for that lane ({sorted(lanes)})")
-    keep = [item for item in items if runs_in(needs(item), lane, lanes, hosts)]
-    left = [item for item in items if item not in keep]
+    keep, left = [], []
+    for item in items:
+        (keep if runs_in(needs(item), lane, lanes, hosts) else left).append(item)
     if left:
         config.hook.pytest_deselected(items=left)
     items[:] = keep

@@ -238,10 +238,7 @@ class Lab:
 
 @pytest.fixture(scope="session")
 def lab() -> Lab:
-    try:
-        hosts = json.loads((STATE / "hosts.json").read_text())["hosts"]
-    except (OSError, ValueError, KeyError):
-        hosts = {}
+    hosts = lanes.read_hosts(STATE)
     if not hosts:
         reason = "the lab is not running: start it with `make lab-up N=2 VM=1`"
         if os.environ.get("DOCKGUARD_REQUIRE_LAB") == "1":
