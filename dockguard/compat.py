@@ -17,6 +17,7 @@ tests/unit/test_speedups.py checks the two give the same list for the same stack
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import inspect
 import os
@@ -184,6 +185,109 @@ def fast_host_data(h) -> bool:
     return shaped
 
 
+# The fourth speed-up: pop_global_arguments itself, about 0.35 ms of CPU per operation call (a
+# third of pyinfra's work per operation of a no-op run): for each of the 33 global arguments it
+# goes through the ``host`` and ``state`` context proxies, looks the key up in host.data (an
+# AttributeError raised and caught for nearly every key) and type-checks with typeguard every
+# value that is not the default (an operation's ``name``, ``_if``). ``pop_global_arguments``
+# below is pyinfra 3.10's function step for step, with the same result: the proxies resolved
+# once per call, a key in none of a fast HostData's layers found absent without the exception,
+# and a type check that passed kept for a str, bool, int, float or None value (typeguard's
+# answer for those depends on the value and the type only). It replaces pyinfra's only where
+# pyinfra's source is the one it was written from (its digest, below), and says once otherwise.
+_POP_SOURCE_SHA256 = "a12a311539ff5068152b1c9c4578d77a8a893239a570f912768050a623069faf"
+_original_pop = getattr(_arguments, "pop_global_arguments", None)
+_pop_users = [importlib.import_module(f"pyinfra.api.{m}") for m in ("operation", "facts", "deploy")]
+_type_ok: set = set()
+_SCALARS = (str, bool, int, float, type(None))
+
+
+def _source_sha256(f) -> str | None:
+    try:
+        return hashlib.sha256(inspect.getsource(f).encode()).hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
+def _pop_problem() -> str | None:
+    if _original_pop is None or any(getattr(m, "pop_global_arguments", None) is not _original_pop for m in _pop_users):
+        return "pyinfra.api.arguments.pop_global_arguments is not where it was"
+    if _source_sha256(_original_pop) != _POP_SOURCE_SHA256:
+        return "pyinfra's pop_global_arguments is not the one dockguard's copy was written from"
+    return None
+
+
+POP_PROBLEM = _pop_problem()
+
+
+def pop_global_arguments(state, host, kwargs):
+    ctx_config = _arguments.ctx_config
+    config = ctx_config.get() if ctx_config.isset() else real_host(state).config
+    h = real_host(host)
+    meta_kwargs = h.current_deploy_kwargs or {}
+    data = h.data
+    fast = type(data) is _FastHostData
+    if fast:
+        static = data.__dict__.get("_dg_static_keys")
+        if static is None:
+            static = data.__dict__["_dg_static_keys"] = _static_keys(data)
+        live, overrides = h.get_deploy_data(), data.override_datas
+    sentinel = _arguments.default_sentinel
+    arguments: dict = {}
+    found_keys: list[str] = []
+    for key, type_, meta in _argument_metas():
+        default = meta.default(config)
+        if fast and key not in static and key not in overrides and key not in live:
+            host_default = sentinel
+        else:
+            host_default = getattr(data, key, sentinel)
+        if host_default is not sentinel:
+            default = host_default
+        if key in kwargs:
+            found_keys.append(key)
+            value = kwargs.pop(key)
+        else:
+            value = meta_kwargs.get(key, default)
+        if meta.handler:
+            value = meta.handler(config, value)
+        if value != default:
+            checked = (key, type(value), value) if type(value) in _SCALARS else None
+            if checked is None or checked not in _type_ok:
+                _arguments.raise_if_bad_type(value, type_, _arguments.ArgumentTypeError, f"Invalid argument `{key}`:")
+                if checked is not None:
+                    _type_ok.add(checked)
+        arguments[key] = value
+    return arguments, found_keys
+
+
+_metas: list = []
+
+
+def _argument_metas() -> list:
+    if not _metas:
+        _metas.extend((key, type_, _arguments.all_argument_meta[key]) for key, type_ in all_global_arguments())
+    return _metas
+
+
+# The fifth: with -y, pyinfra checks an operation's arguments with inspect.signature(func).bind
+# for every call, building the function's Signature anew each time (0.07 ms). The Signature of
+# a function, kept per function: the same object inspect builds, for functions that never change.
+_signature = inspect.signature
+_signatures: dict = {}
+
+
+def signature(func):
+    sig = _signatures.get(func)
+    if sig is None:
+        sig = _signatures[func] = _signature(func)
+    return sig
+
+
+SIGNATURE_PROBLEM = None
+if getattr(_operation, "signature", None) is not _signature:
+    SIGNATURE_PROBLEM = "pyinfra.api.operation no longer uses inspect.signature"
+
+
 def install_speedups(hosts=()) -> bool:
     """Give pyinfra the faster operation order (the same order), and ``hosts`` (the inventory)
     the fast HostData; say once, on stderr, when this pyinfra does not have the function it
@@ -198,15 +302,21 @@ def install_speedups(hosts=()) -> bool:
         return True  # installed by an earlier host's deploy
     if ARGUMENTS_PROBLEM is None:
         _arguments.all_global_arguments = _facts.all_global_arguments = all_global_arguments
-    problem = SPEEDUP_PROBLEM
-    if problem is None:
+    if POP_PROBLEM is None and ARGUMENTS_PROBLEM is None and DATA_PROBLEM is None:
+        for m in _pop_users:
+            m.pop_global_arguments = pop_global_arguments
+    if SIGNATURE_PROBLEM is None:
+        _operation.signature = signature
+    problems = [p for p in (POP_PROBLEM, SIGNATURE_PROBLEM) if p]
+    if SPEEDUP_PROBLEM is None:
         _operation.get_operation_order_from_stack = get_operation_order_from_stack
-        return True
-    if not _said:
+    else:
+        problems.insert(0, SPEEDUP_PROBLEM)
+    if problems and not _said:
         _said = True
-        print(f"dockguard: the operation-order speed-up is off ({problem}): runs are correct, only slower",
+        print(f"dockguard: a speed-up is off ({'; '.join(problems)}): runs are correct, only slower",
               file=sys.stderr)  # fmt: skip
-    return False
+    return SPEEDUP_PROBLEM is None
 
 
 # --------------------------------------------------------------------------- the other internals

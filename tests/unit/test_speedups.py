@@ -81,3 +81,75 @@ def test_host_data_answers_as_pyinfras_own(monkeypatch):
     assert h1.data._sudo_password == "x"
     monkeypatch.setattr(h1, "current_deploy_data", {"_su_user": "deployer"})  # an @deploy's defaults
     assert h1.data._su_user == "deployer"
+
+
+def _state_with_hosts():
+    from pyinfra.api import Config, Inventory, State
+
+    inventory = Inventory(
+        (["h1", ("h2", {"_sudo_user": "ops", "_env": {"B": "2"}})], {"_shell_executable": "bash"}),
+        override_data={"_timeout": 30},
+        web=(["h1"], {"_sudo": True, "_env": {"A": "1"}}),
+    )
+    return inventory, State(inventory, Config(SUDO_PASSWORD="pw"))
+
+
+def _pop(fn, state, h, kwargs):
+    from pyinfra.context import ctx_host, ctx_state
+
+    kwargs = dict(kwargs)
+    with ctx_state.use(state), ctx_host.use(h):
+        try:
+            arguments, found = fn(state, h, kwargs)
+        except Exception as e:  # noqa: BLE001 - the two must fail alike
+            return ("raised", type(e), str(e))
+    return arguments, found, kwargs
+
+
+def test_pop_global_arguments_gives_what_pyinfras_own_gives(monkeypatch):
+    """The fast pop_global_arguments returns pyinfra's own arguments, found keys and leftover
+    keyword arguments for every host and call: defaults from the config, host and group data,
+    --data overrides, a value set during the deploy, an @deploy's kwargs and data, an
+    operation's own arguments, and a bad type refused with pyinfra's own error."""
+    assert speedups.POP_PROBLEM is None and speedups.SIGNATURE_PROBLEM is None
+    inventory, state = _state_with_hosts()
+    speedups.install_speedups(inventory)
+    operation = speedups._operation
+    assert operation.pop_global_arguments is speedups.pop_global_arguments
+    calls = [
+        {},
+        {"name": "CIS 2.1: x", "path": "/etc/x"},
+        {"name": "y", "_sudo": False, "_env": {"C": "3"}, "_if": lambda: True, "_ignore_errors": True},
+        {"_timeout": 5, "_retries": 2, "_success_exit_codes": [0, 1]},
+        {"_sudo": "yes"},  # not a bool: pyinfra refuses it
+        {"_retries": "many"},
+    ]
+    h1 = inventory.get_host("h1")
+    for step in range(3):
+        if step == 1:
+            h1.data._sudo_password = "set during the deploy"
+        if step == 2:
+            monkeypatch.setattr(h1, "current_deploy_kwargs", {"_sudo_user": "deployer", "_chdir": "/tmp"})
+            monkeypatch.setattr(h1, "current_deploy_data", {"_su_user": "su-er"})
+        for h in inventory:
+            for kwargs in calls:
+                for _ in range(2):  # the second time from the kept type checks
+                    mine = _pop(speedups.pop_global_arguments, state, h, kwargs)
+                    theirs = _pop(speedups._original_pop, state, h, kwargs)
+                    assert mine == theirs, (h.name, kwargs, step)
+    assert _pop(speedups.pop_global_arguments, state, h1, {"_sudo": "yes"})[0] == "raised"
+    assert _pop(speedups.pop_global_arguments, state, h1, {})[0]["_su_user"] == "su-er"
+
+
+def test_signature_is_inspects_own_kept_per_function():
+    import inspect
+
+    operation = speedups._operation
+
+    def op(a, b=1, *, c):
+        pass
+
+    speedups.install_speedups()
+    assert operation.signature is speedups.signature
+    assert speedups.signature(op) == inspect.signature(op)
+    assert speedups.signature(op) is speedups.signature(op)
