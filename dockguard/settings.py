@@ -965,8 +965,16 @@ MANAGED_KEYS = {
 }  # fmt: skip
 
 
+def _copy(value: Any) -> Any:
+    """A value of its own for each host: a deep copy, except of a value nothing can change."""
+    return value if type(value) in _ATOMIC else copy.deepcopy(value)
+
+
+_ATOMIC = (type(None), bool, int, float, str)
+
+
 def defaults() -> dict[str, Any]:
-    return {name: copy.deepcopy(s.default) for name, s in SCHEMA.items()}
+    return {name: _copy(s.default) for name, s in SCHEMA.items()}
 
 
 def problems(data: Mapping[str, Any]) -> list[str]:
@@ -1017,7 +1025,7 @@ def _trust_problems(cfg: dict[str, Any]) -> list[str]:
 def resolve(data: Mapping[str, Any]) -> dict[str, Any]:
     """The settings for one host: defaults, overlaid with its data."""
     values = defaults()
-    values.update({k: copy.deepcopy(data[k]) for k in SCHEMA if k in data})
+    values.update({k: _copy(data[k]) for k in SCHEMA if k in data})
     if values["docker_authz_policy"] is not None and AUTHZ_PLUGIN not in values["docker_authorization_plugins"]:
         values["docker_authorization_plugins"] = [*values["docker_authorization_plugins"], AUTHZ_PLUGIN]
     return values
@@ -1026,14 +1034,15 @@ def resolve(data: Mapping[str, Any]) -> dict[str, Any]:
 def validate_hosts(hosts, one_run: bool = True) -> None:
     """Validate every host's data; raise one DeployError listing every problem.
     ``one_run``: the hosts are deployed together, so they must share one CA."""
-    lines = [f"  {h.name}: {p}" for h in hosts for p in problems(h.data.dict())]
+    datas = [(h, h.data.dict()) for h in hosts]  # each host's data merged once (a dozen layers, copied)
+    lines = [f"  {h.name}: {p}" for h, data in datas for p in problems(data)]
     lines += [
         f"  {h.name}: dockguard_host_name: only a host's own inventory in pull mode ({PULL_HOST}) carries it "
         "(`dockguard pull install` writes it); a host reached over SSH is named by the inventory"
-        for h in hosts
-        if h.name != PULL_HOST and h.data.dict().get("dockguard_host_name") is not None
+        for h, data in datas
+        if h.name != PULL_HOST and data.get("dockguard_host_name") is not None
     ]
-    pki_dirs = {resolve(h.data.dict())["dockguard_pki_dir"] for h in hosts}
+    pki_dirs = {data.get("dockguard_pki_dir", SCHEMA["dockguard_pki_dir"].default) for _, data in datas}
     if one_run and len(pki_dirs) > 1:
         lines.append(f"  dockguard_pki_dir: every host of a run uses one CA, got {sorted(pki_dirs)}")
     if lines:
