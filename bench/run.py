@@ -50,6 +50,8 @@ PLAYBOOK = ROOT / "bench" / "ansible" / "playbook.yml"
 ANSIBLE_CFG = ROOT / "bench" / "ansible" / "ansible.cfg"
 TOOLS = ("dockguard", "ansible")
 SCENARIOS = ("first_apply", "noop_apply", "drift_check")
+# Run again without counting (sshd at its usual log level) for their time, CPU and memory.
+UNCOUNTED = ("noop_apply", "drift_check")
 WHAT = {
     ("dockguard", "first_apply"): "pyinfra -y INVENTORY deploy.py (from stock Docker)",
     ("dockguard", "noop_apply"): "pyinfra -y INVENTORY deploy.py (right after the first apply)",
@@ -713,17 +715,28 @@ def bench(args, names: list[str], work: Path, runs: list[dict[str, Any]], lab: d
             subprocess.run([str(BIN / "pyinfra"), "-y", str(dg_inv.relative_to(ROOT)), "deploy.py"], cwd=ROOT,
                            env=env, stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip
         for rep in range(args.repeat):
-            batch = []
+            batch, uncounted = [], []
             for tool in tools:
                 on_hosts(hosts, RESET_TO_STOCK)
                 for scenario in SCENARIOS:
                     run = timed(args, lab, tool, scenario, hosts, dg_inv, ans_inv, work,
                                 f"size {size} {rep + 1}/{args.repeat}")  # fmt: skip
-                    run.update(size=size, rep=rep, wan=False, rtt_ms=0)
+                    run.update(size=size, rep=rep, wan=False, rtt_ms=0, counted=not args.no_count)
                     batch.append(run)
+                if not args.no_count:
+                    # The no-op runs again with sshd logging as it does for an operator: these
+                    # give the row its time, CPU and memory (counting makes every host's sshd and
+                    # journald work more), the counted runs above its remote commands.
+                    sshd_reconfigure(hosts, COUNT_OFF)
+                    for scenario in UNCOUNTED:
+                        run = timed(args, lab, tool, scenario, hosts, dg_inv, ans_inv, work,
+                                    f"size {size} {rep + 1}/{args.repeat} uncounted")  # fmt: skip
+                        run.update(size=size, rep=rep, wan=False, rtt_ms=0, counted=False)
+                        uncounted.append(run)
+                    sshd_reconfigure(hosts, COUNT_ON)
             if not args.no_count:
                 count_remote(hosts, batch)
-            runs += batch
+            runs += batch + uncounted
     if args.rtts:
         hosts = names[: args.wan_size]
         dg_inv = dockguard_inventory(hosts, f"wan{args.wan_size}", args.areas)
@@ -757,11 +770,17 @@ def summarize(runs: list[dict[str, Any]], tools: list[str]) -> list[dict[str, An
                     == (is_wan, rtt, size, scenario, tool)]  # fmt: skip
             if not mine:
                 continue
+            # Remote commands from the counted runs; time, CPU and memory from the runs without
+            # counting where the row has them (the no-op rows), else from the counted ones.
+            counted = [r for r in mine if r.get("counted", True)]
+            quiet = [r for r in mine if r.get("counted") is False]
+            mine = quiet or counted
             walls = [r["wall_s"] for r in mine]
             ctl = [r["controller_cpu_s"] for r in mine]
             host = [statistics.mean(r["host_cpu_net_s"].values()) for r in mine if r["host_cpu_net_s"]]
             s: dict[str, Any] = {
                 "what": WHAT[(tool, scenario)],
+                "measured_on": "uncounted runs" if quiet else "counted runs" if "remote" in counted[0] else "runs",
                 "wall_s": {"median": round(statistics.median(walls), 3), "min": min(walls), "max": max(walls),
                            "runs": walls},
                 "controller_cpu_s": round(statistics.median(ctl), 3),
@@ -773,15 +792,15 @@ def summarize(runs: list[dict[str, Any]], tools: list[str]) -> list[dict[str, An
                 "tree_peak_mb": max(r["tree_peak_mb"] for r in mine),
                 "changed": [r["outcome"].get("changed") for r in mine],
             }  # fmt: skip
-            if all("remote" in r for r in mine):
+            if counted and all("remote" in r for r in counted):
                 per_host = {}
                 for key in ("exec", "uploads", "downloads", "sftp_sessions", "connections"):
                     # per run: the mean over the hosts; then the median over the repetitions
-                    means = [statistics.mean(c[key] for c in r["remote"].values()) for r in mine]
+                    means = [statistics.mean(c[key] for c in r["remote"].values()) for r in counted]
                     per_host[key] = round(statistics.median(means), 1)
-                    per_host[key + "_max_host"] = max(c[key] for r in mine for c in r["remote"].values())
+                    per_host[key + "_max_host"] = max(c[key] for r in counted for c in r["remote"].values())
                 s["remote_per_host"] = per_host
-                s["journal_suppressed"] = sum(c["suppressed"] for r in mine for c in r["remote"].values())
+                s["journal_suppressed"] = sum(c["suppressed"] for r in counted for c in r["remote"].values())
             row[tool] = s
         if all(t in row for t in ("dockguard", "ansible")):
             row["ratio_ansible_over_dockguard"] = round(

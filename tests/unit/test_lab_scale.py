@@ -125,6 +125,26 @@ def test_rows_give_cpu_per_host_on_each_end():
     assert dg["host_cpu_per_host_s"] == 0.3 and dg["host_cpu_per_host_max_s"] == 0.4
 
 
+def test_a_row_takes_its_commands_from_the_counted_runs_and_its_cpu_from_the_others():
+    """Counting makes every host's sshd log at DEBUG1 (and journald store it): the no-op rows
+    get their time, CPU and memory from the runs without it, their commands from the counted."""
+    counted = _run("dockguard", "noop_apply", 2, 3.0, 2.0, {"dh1": 0.3, "dh2": 0.3})
+    counted.update(counted=True, remote={h: {"exec": 1, "uploads": 0, "downloads": 0, "sftp_sessions": 0,
+                                             "connections": 1, "suppressed": 0} for h in ("dh1", "dh2")})  # fmt: skip
+    quiet = _run("dockguard", "noop_apply", 2, 2.0, 1.0, {"dh1": 0.1, "dh2": 0.2})
+    quiet["counted"] = False
+    (row,) = bench.summarize([counted, quiet], ["dockguard"])
+    dg = row["dockguard"]
+    assert dg["measured_on"] == "uncounted runs"
+    assert dg["wall_s"]["median"] == 2.0 and dg["controller_cpu_s"] == 1.0
+    assert dg["host_cpu_per_host_s"] == 0.15 and dg["host_cpu_per_host_max_s"] == 0.2
+    assert dg["remote_per_host"]["exec"] == 1 and dg["remote_per_host"]["connections"] == 1
+    # A first apply is only ever counted: its row is measured on those runs.
+    first = dict(counted, scenario="first_apply")
+    (row,) = bench.summarize([first], ["dockguard"])
+    assert row["dockguard"]["measured_on"] == "counted runs" and row["dockguard"]["wall_s"]["median"] == 3.0
+
+
 def test_the_cpu_targets_use_the_slope_of_the_controller_and_the_worst_host():
     runs = [
         _run("dockguard", "noop_apply", 1, 1.0, 1.5, {"dh1": 0.1}),
