@@ -126,7 +126,8 @@ class AuditState(FactBase):
             'case $x in "enabled "*) echo "audit_enabled=${x#enabled }";; esac; done; set +f; IFS=$o; '
             # The kernel's rules (only where its status could be read).
             'auditctl -l 2>/dev/null | while IFS= read -r x; do echo "rule=$x"; done; '
-            'else echo "status=$(echo $s | head -c 200)"; fi; true'
+            # Why not: its message on one line, at most 200 bytes (printf's precision: no head process).
+            "else set -f; s=$(echo $s); set +f; printf 'status=%.200s\\n' \"$s\"; fi; true"
         )
 
     @staticmethod

@@ -374,10 +374,10 @@ _API_CLI = (
     f"--format '{{{{json .}}}}' 2>/dev/null {_B64}; }}; fi; "
 )
 
-# perl's records go through base64 to stdout (fd 4), its exit status to the variable (fd 3).
+# perl's records as one base64 value (raw inside the preflight's batch: safe.encoded), its exit status in $arc.
 _API_BY_PERL = (
-    f'b api; {{ arc=$({{ {{ perl -e \'{_API_PERL}\' "${{pid:-0}}" "$act" {INFO_TIMEOUT} 2>/dev/null; '
-    'echo $? >&3; } | base64 -w0 >&4; } 3>&1); } 4>&1; echo; [ "$arc" = 0 ] && info=yes; '
+    safe.encoded("api=", f'perl -e \'{_API_PERL}\' "${{pid:-0}}" "$act" {INFO_TIMEOUT} 2>/dev/null', status="arc")
+    + '; [ "$arc" = 0 ] && info=yes; '
 )
 
 
@@ -406,8 +406,13 @@ def _state_command(api: str = "auto") -> str:
         # their names, then their sizes, then their bytes (parse_files).
         'set --; [ -n "$frag" ] && [ -f "$frag" ] && set -- "$frag"; '
         f'for x in {_dropin_globs()} {files}; do [ -f "$x" ] && set -- "$@" "$x"; done; '
-        "[ $# -gt 0 ] && { b files; { printf '%s\\0' \"$@\"; printf '\\0'; stat -L -c %s -- \"$@\"; "
-        f"printf '\\0'; cat -- \"$@\"; }} 2>/dev/null {_B64}; }}; "
+        "[ $# -gt 0 ] && { "
+        + safe.encoded(
+            "files=",
+            "{ printf '%s\\0' \"$@\"; printf '\\0'; stat -L -c %s -- \"$@\"; printf '\\0'; "
+            'cat -- "$@"; } 2>/dev/null',
+        )
+        + "; }; "
         f'd=$({_DIGEST_SUM}); echo "config_digest=${{d%% *}}"; '
         f'[ -f {APPLIED} ] && {{ d=; IFS= read -r d < {APPLIED}; echo "applied_digest=$d"; }}; '
         # The known-good manifest's first and last lines, read by the shell.
@@ -416,8 +421,7 @@ def _state_command(api: str = "auto") -> str:
         f'[ "$h" = "{_MANIFEST_HEAD}" ] && [ "$t" = "{_MANIFEST_END}" ] && echo known_good=yes '
         "|| echo known_good=corrupt; }; "
         # dockerd and docker as `command -v` finds them (a path with a newline is none).
-        + safe.which("dockerd docker", "case $p in *'\n'*) p=;; esac; echo \"${b}_bin=$p\"")
-        + "; "
+         + safe.which("dockerd docker", "case $p in *'\n'*) p=;; esac; echo \"${b}_bin=$p\"") + "; "
         "[ -w /etc/docker ] || [ ! -e /etc/docker ] && echo etc_writable=yes; "
         # The kernel's limits tables (text it writes), a line each.
         "{ while IFS= read -r x; do printf 'pid1_limit=%s\\n' \"$x\"; done < /proc/1/limits; } 2>/dev/null; "

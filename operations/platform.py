@@ -58,8 +58,8 @@ class HostPlatform(FactBase):
         return (
             # os-release is the host's to write: its values, NUL-separated, base64-encoded on one line.
             "if [ -r /etc/os-release ]; then . /etc/os-release; fi; "
-            'printf \'os=%s\\n\' "$(printf \'%s\\0\' "$ID" "$VERSION_ID" "$VERSION_CODENAME" "$PRETTY_NAME" '
-            '"$ID_LIKE" | base64 -w0)"; '
+            + safe.encoded("os=", 'printf \'%s\\0\' "$ID" "$VERSION_ID" "$VERSION_CODENAME" "$PRETTY_NAME" "$ID_LIKE"')
+            + "; "
             "if command -v apt-get >/dev/null 2>&1; then echo pkg=apt; "
             "elif command -v dnf >/dev/null 2>&1; then echo pkg=dnf; fi; "
             "if command -v dpkg-query >/dev/null 2>&1; then "

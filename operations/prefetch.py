@@ -30,6 +30,8 @@ from pyinfra.api import FactBase
 
 from dockguard import systemd
 
+from . import safe
+
 # (key in Context.facts, fact class, its keyword arguments)
 Request = tuple[str, type, dict[str, Any]]
 
@@ -104,13 +106,37 @@ class Batch(FactBase):
             eol = data.find(b"\n", close + len(tail)) if close >= 0 else -1
             if eol < 0 or not data[close + len(tail) : eol].isdigit():
                 break
-            out.append((int(data[close + len(tail) : eol]), _lines(data[at + len(head) : close])))
+            part = _from_raw(data[at + len(head) : close], nonce)
+            out.append((int(data[close + len(tail) : eol]), _lines(part)))
             at = eol + 1
         return out
 
 
-_N = "dg_batch_nonce"
+_N = safe.RAW_NONCE  # the batch's nonce: the variable safe.stream's raw form reads
 _NONCE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _from_raw(part: bytes, nonce: bytes) -> bytes:
+    """A part's raw runs of bytes (safe.encoded inside a batch: a line ``\\0raw:LABEL``, the
+    bytes, a line with this batch's nonce and ``raw-end``) as their commands give them alone:
+    ``LABEL`` + base64 on one line. A run cut short (no closing line) is left as it is, for its
+    fact to reject; an opening line with a label that is not dockguard's, too."""
+    out, at = [], 0
+    close = b"\n" + nonce + b" " + safe.RAW_END.encode() + b"\n"
+    while True:
+        i = part.find(b"\0raw:", at)
+        while i > 0 and part[i - 1] != 0x0A:  # only at the start of a line
+            i = part.find(b"\0raw:", i + 1)
+        eol = part.find(b"\n", i) if i >= 0 else -1
+        end = part.find(close, eol) if eol >= 0 else -1
+        if end < 0 or not _LABEL.fullmatch(part[i + 5 : eol]):
+            out.append(part[at:])
+            return b"".join(out)
+        out += [part[at:i], part[i + 5 : eol], base64.b64encode(part[eol + 1 : end]), b"\n"]
+        at = end + len(close)
+
+
+_LABEL = re.compile(rb"[a-z_]+[:=]")
 
 
 def _lines(data: bytes) -> list[str]:

@@ -42,7 +42,33 @@ def stream(tag: str, script: str) -> str:
     """Shell: run ``script`` (which prints NUL-terminated fields, e.g. with
     ``printf '%s\\0' "$x"`` or ``find -printf '%p\\0'``) and print ``TAG:BASE64``
     on one line, the stream closed by the field ``dockguard-end``."""
-    return f"printf '{tag}:'; {{ {script} printf '{END.decode()}\\0'; }} 2>/dev/null | base64 -w0; echo"
+    return encoded(f"{tag}:", f"{{ {script} printf '{END.decode()}\\0'; }} 2>/dev/null")
+
+
+def encoded(label: str, command: str, status: str | None = None) -> str:
+    """Shell: ``LABEL``, then the bytes ``command`` prints, base64-encoded, on one line.
+
+    Inside the preflight's batch (operations/prefetch.py), whose own frame already carries any
+    bytes, without a base64 process: a line ``\\0raw:LABEL``, the bytes as they are, then a line
+    with the batch's nonce and ``raw-end``, which no byte of the command's output can forge (a
+    shell's printf of a value never writes a NUL, so neither can the opening line be forged).
+    The batch turns each such run of bytes back into ``LABEL`` + base64 before a fact reads it,
+    so a fact's output is the same alone and in a batch. ``label`` is text of dockguard's own;
+    ``status``: a shell variable that gets the command's exit status."""
+    raw, piped = f"{command}", f"{command} | base64 -w0"
+    if status:  # the pipeline's status is base64's: the command's comes out on fd 3
+        raw += f"; {status}=$?"
+        piped = f"{{ {status}=$({{ {{ {command}; echo $? >&3; }} | base64 -w0 >&4; }} 3>&1); }} 4>&1"
+    return (
+        f"if [ -n \"${{{RAW_NONCE}:-}}\" ]; then printf '\\0raw:%s\\n' '{label}'; {raw}; "
+        f"printf '\\n%s {RAW_END}\\n' \"${RAW_NONCE}\"; "
+        f"else printf '%s' '{label}'; {piped}; echo; fi"
+    )
+
+
+# The batch's nonce (a shell variable of the batch only) and the word after it that closes raw bytes.
+RAW_NONCE = "dg_batch_nonce"
+RAW_END = "raw-end"
 
 
 def fields(output: list[str], tag: str, purpose: str) -> list[bytes]:

@@ -246,3 +246,70 @@ def test_a_fact_whose_units_are_not_in_the_shared_reading_reads_its_own(tmp_path
     (part,) = prefetch.Batch().process(run(script))
     assert authz.AuthzState().process(part[1])["socket"] == "active"
     assert len((tmp_path / "calls").read_text().splitlines()) == 2  # the shared one, then the part's own
+
+
+def test_a_stream_inside_the_batch_goes_out_raw_and_reads_as_it_does_alone():
+    """safe.stream without its base64 process inside a batch: the fact gets the very line its
+    command gives alone, whatever the fields hold (NUL, newlines, bytes that are not UTF-8, the
+    closing word, a nonce that is not this batch's); a stream cut short is still rejected."""
+    from dockguard.operations import safe
+
+    fields = [
+        "printf 'a\\0b\\0';",
+        "printf '\\377\\n\\n\\0x\\0';",
+        "printf 'raw-end\\n00000000-0000-4000-8000-000000000000 raw-end\\n\\0';",
+        "printf 'subids=raw:\\0\\n\\0raw:x=\\n\\0';",
+        ": ;",
+    ]
+    commands = [safe.stream("subids", f) for f in fields] + [safe.stream("subids", "printf 'a\\0'; exit 0;")]
+    parts = prefetch.Batch().process(run(prefetch.Batch.compose(commands, "dgbraw")))
+    batch_script = prefetch.Batch.compose(commands, "dgbraw")
+    assert batch_script.count("base64") == len(commands) + 1  # in each stream's other branch, and the frame's
+    for command, part in zip(commands[:-1], parts, strict=False):
+        alone = run(command)
+        assert part == (0, alone), command
+        assert alone[0].startswith("subids:") and safe.fields(alone, "subids", "t") is not None
+    # Cut short (the subshell exits before the end field and the nonce line): raw, and rejected.
+    status, cut = parts[-1]
+    assert cut[0] == "\0raw:subids:"
+    try:
+        safe.fields(cut, "subids", "t")
+        raise AssertionError("a stream cut short was accepted")
+    except FactProcessError:
+        pass
+
+
+def test_the_batch_runs_no_base64_for_its_streams(tmp_path):
+    """The streams' fields reach the batch's frame without a process of their own: one base64 runs."""
+    from dockguard.operations import safe
+
+    log = tmp_path / "calls"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "base64").write_text(f'#!/bin/sh\necho x >> {log}\nexec /usr/bin/base64 "$@"\n')
+    (fake / "base64").chmod(0o755)
+    commands = [safe.stream(t, "printf 'a\\0';") for t in ("one", "two", "three")]
+    script = prefetch.Batch.compose(commands, "dgbcount")
+    out = subprocess.run(["sh", "-c", script], capture_output=True, env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
+    parts = prefetch.Batch().process(out.decode().splitlines())
+    assert [p[1][0].split(":")[0] for p in parts] == ["one", "two", "three"]
+    assert log.read_text().count("x") == 1
+
+
+def test_raw_runs_between_lines_read_as_their_base64_alone():
+    """safe.encoded values among a part's other lines (as DockerdState prints them), each
+    turned back into LABEL + base64 in place; an opening line inside a value is only bytes."""
+    from dockguard.operations import safe
+
+    command = (
+        "echo first=1; "
+        + safe.encoded("files=", "printf 'a\\n\\0raw:x=\\nb'")
+        + "; echo middle=2; "
+        + safe.encoded("empty=", ":")
+        + "; "
+        + safe.encoded("api=", "printf '\\377'")
+        + "; echo last=3"
+    )
+    (part,) = prefetch.Batch().process(run(prefetch.Batch.compose([command], "dgbvals")))
+    assert part == (0, run(command))
+    assert part[1] == ["first=1", "files=YQoAcmF3Ong9CmI=", "middle=2", "empty=", "api=/w==", "last=3"]
