@@ -1023,8 +1023,10 @@ def main(argv: list[str] | None = None) -> int:
     final, error = None, None
     started = time.time()
     load_start = os.getloadavg()
+    speed = python_speed()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (sshd, inventories) on a kill too
-    print(f"bench: hosts {', '.join(names)}; sizes {args.sizes}; {args.repeat} repetitions; work {work}",
+    print(f"bench: hosts {', '.join(names)}; sizes {args.sizes}; {args.repeat} repetitions; work {work}; "
+          f"a 10-million-step Python loop takes {speed} s of CPU here",
           file=sys.stderr)  # fmt: skip
     try:
         if not args.no_count:
@@ -1067,6 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         "error": error,
         "machine": {"cpus": os.cpu_count(), "mem_total_mb": round(mem.get("MemTotal", 0)),
                     "mem_available_mb_after": round(mem.get("MemAvailable", 0)), "python": platform.python_version(),
+                    "python_loop_cpu_s": speed,
                     "loadavg_start": [round(x, 2) for x in load_start],
                     "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         "versions": versions(),
@@ -1117,6 +1120,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR the benchmark stopped early (logs kept in {work}): {error}")
     print(f"\nwrote {out}")
     return 1 if error or any(c["pass"] is False for c in checks) else 0
+
+
+def python_speed() -> float:
+    """The CPU seconds of a 10-million-step Python loop on this machine (before any run): the
+    figures of two machines, or of one machine on two days, compare only through it."""
+    t, total = time.process_time(), 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.process_time() - t, 2)
 
 
 def versions() -> dict[str, str | None]:
