@@ -1042,7 +1042,7 @@ def validate_hosts(hosts, one_run: bool = True) -> None:
         for h, data in datas
         if h.name != PULL_HOST and data.get("dockguard_host_name") is not None
     ]
-    pki_dirs = {data.get("dockguard_pki_dir", SCHEMA["dockguard_pki_dir"].default) for _, data in datas}
+    pki_dirs = {resolve(data)["dockguard_pki_dir"] for _, data in datas}
     if one_run and len(pki_dirs) > 1:
         lines.append(f"  dockguard_pki_dir: every host of a run uses one CA, got {sorted(pki_dirs)}")
     if lines:

@@ -55,7 +55,7 @@ def encoded(label: str, command: str, status: str | None = None) -> str:
     The batch turns each such run of bytes back into ``LABEL`` + base64 before a fact reads it,
     so a fact's output is the same alone and in a batch. ``label`` is text of dockguard's own;
     ``status``: a shell variable that gets the command's exit status."""
-    raw, piped = f"{command}", f"{command} | base64 -w0"
+    raw, piped = command, f"{command} | base64 -w0"
     if status:  # the pipeline's status is base64's: the command's comes out on fd 3
         raw += f"; {status}=$?"
         piped = f"{{ {status}=$({{ {{ {command}; echo $? >&3; }} | base64 -w0 >&4; }} 3>&1); }} 4>&1"
