@@ -77,8 +77,10 @@ def upstream_paths(paths: dict[str, Any]) -> dict[str, str]:
 def watchable(path: str) -> bool:
     """Whether ``path`` can be a watch: auditctl splits a rule on whitespace and the
     rules file is text, so a path with whitespace, a control character or bytes that
-    are not UTF-8 cannot be one (it is left out and reported: ``unwatchable``)."""
-    return safe.plain(path) and not any(c.isspace() for c in path)
+    are not UTF-8 cannot be one (it is left out and reported: ``unwatchable``). A printable
+    string's only whitespace is the ASCII space (str.isprintable: every other space is a
+    separator or a control character)."""
+    return safe.plain(path) and " " not in path
 
 
 def unwatchable(watched: list[str]) -> list[str]:

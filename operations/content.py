@@ -25,7 +25,7 @@ from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.util import get_template
 
-from dockguard import registry
+from dockguard import registry, settings
 
 from . import TEMPLATES, Context, hostlock
 
@@ -59,9 +59,22 @@ class Digests(FactBase):
         return out
 
 
+_rendered: dict = {}
+
+
 def render(template: str, **data: Any) -> str:
-    """A template under templates/, rendered as files.template would."""
-    return get_template(str(TEMPLATES / template)).render(**data)
+    """A template under templates/, rendered as files.template would. Kept per template and data
+    (every host renders the same few files, mostly from the same settings)."""
+    try:
+        key = (template, settings.frozen(data))
+    except TypeError:  # data of another kind: rendered every time
+        return get_template(str(TEMPLATES / template)).render(**data)
+    text = _rendered.get(key)
+    if text is None:
+        if len(_rendered) >= 1024:
+            _rendered.clear()
+        text = _rendered[key] = get_template(str(TEMPLATES / template)).render(**data)
+    return text
 
 
 def sha256(text: str) -> str:

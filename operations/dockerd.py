@@ -167,11 +167,32 @@ class Option:
         return _FLAG_KEYS.get(self.flag, self.flag.lstrip("-"))
 
 
+_command_lines: dict = {}
+
+
 def command_line(live: dict[str, Any]) -> tuple[list[Word], list[str]]:
     """dockerd's command line as systemd would start it without dockguard's drop-in: the
     vendor unit and every other drop-in, in systemd's order, with the variables of
     /etc/default/docker and /etc/sysconfig/docker expanded. Also what stops dockguard
-    from owning it: a drop-in sorting after dockguard's that sets ExecStart=."""
+    from owning it: a drop-in sorting after dockguard's that sets ExecStart=.
+
+    Kept per content of the unit files and environment files it reads (several checks of a
+    host ask for it, and a fleet's hosts mostly have the same files)."""
+    try:
+        key = settings.frozen((live.get("fragment"), live.get("dropins"), live.get("files")))
+        found = _command_lines.get(key)
+    except TypeError:  # something unhashable in the facts: computed every time
+        key, found = None, None
+    if found is None:
+        found = _command_line(live)
+        if key is not None:
+            if len(_command_lines) >= 256:
+                _command_lines.clear()
+            _command_lines[key] = found
+    return list(found[0]), list(found[1])
+
+
+def _command_line(live: dict[str, Any]) -> tuple[list[Word], list[str]]:
     dropins = {p: t for p, t in (live.get("dropins") or {}).items() if posixpath.basename(p) != "zzz-dockguard.conf"}
     dropins.pop(LEGACY_DROPIN, None)
     lines = systemd.service_lines(live.get("fragment"), dropins)
