@@ -23,6 +23,45 @@ def say(message: str) -> None:
     logger.info(f"{host.print_prefix}{message}")
 
 
+class NotNeeded:
+    """What an operation call gives instead of the operation where the host does not need it:
+    decided at prepare time from what this run read of the host, exactly as the operation's
+    body (or its ``_if``) would decide when it executes. Nothing is registered with pyinfra,
+    so a host in line costs no operation there (pyinfra's work per operation and host is most
+    of the operator's CPU in a run that changes nothing), and none is listed as "No changes".
+    It changed nothing."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+
+    def did_change(self) -> bool:
+        return False
+
+    def did_not_change(self) -> bool:
+        return True
+
+    def did_succeed(self) -> bool:
+        return True
+
+    def did_error(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"NotNeeded({self.name!r})"
+
+
+def when(needed: bool, op, **kwargs):
+    """``op(**kwargs)`` where ``needed``; else NotNeeded (the operation would do nothing)."""
+    return op(**kwargs) if needed else NotNeeded(kwargs.get("name"))
+
+
+def registered(op) -> bool:
+    """Whether ``op`` is an operation of this run (not NotNeeded): it may change the host."""
+    return not isinstance(op, NotNeeded)
+
+
 @operation()
 def failed(why: str):
     """Fail the current host at this place in the run, saying why (the areas before it have

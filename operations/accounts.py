@@ -296,7 +296,7 @@ def configure(ctx: Context) -> list:
     plat = platform.current()
     ops = [login_defs(name=LOGIN_DEFS_OP, text=live["login_defs"], wanted=defs_wanted(cfg))]
     ops.append(
-        packages.installed(
+        packages.ensure(
             name=PWQUALITY_OP,
             present=bool(live["pwquality"]) or plat.get("pkg") != "apt",  # the RHEL family ships it enabled
             plat=plat,

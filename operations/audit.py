@@ -32,7 +32,7 @@ from pyinfra.api import FactBase, StringCommand, operation
 
 from dockguard import registry, systemd
 
-from . import Context, content, drift, hostpaths, packages, platform, safe, warn
+from . import Context, content, drift, hostpaths, packages, platform, registered, safe, warn, when
 from .dockerd import DAEMON_JSON
 
 RULES_FILE = registry.AUDIT_RULES
@@ -267,7 +267,7 @@ def configure(ctx: Context) -> list:
         drift("1.1.3-1.1.18", why)
     wanted = rule_lines(watched)
     boot, runtime = split_rules(watched)
-    inst = packages.installed(
+    inst = packages.ensure(
         name="CIS 1.1: auditd installed",
         present=live.get("installed") == "yes",
         plat=platform.current(),
@@ -293,7 +293,9 @@ def configure(ctx: Context) -> list:
         },
     )
     unit_enabled = live.get("runtime_unit") == "enabled"
-    unit_on = runtime_unit(
+    unit_on = when(
+        registered(unit) or not unit_enabled,
+        runtime_unit,
         name=f"CIS 1.1.4/1.1.8: {RUNTIME_UNIT_NAME} enabled",
         _if=lambda: unit.did_change() or not unit_enabled,
     )
@@ -306,7 +308,9 @@ def configure(ctx: Context) -> list:
             operation=LOAD_OP,
         )
     stale = bool(missing)
-    load = loaded(
+    load = when(
+        stale or registered(rules) or registered(unit),
+        loaded,
         name=LOAD_OP,
         wanted=wanted,
         runtime=runtime,

@@ -261,7 +261,7 @@ def configure(ctx: Context) -> list:
     if cfg["docker_authz_failure_mode"] == "allow":
         warn("CIS 2.12: docker_authz_failure_mode is allow: when dockguard-authz cannot decide, it allows")
     ops = [
-        packages.installed(
+        packages.ensure(
             name=f"{OP}: python3 installed",
             present=live["python"],
             plat=platform.current(),

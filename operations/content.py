@@ -25,9 +25,9 @@ from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.util import get_template
 
-from dockguard import registry, settings
+from dockguard import compat, registry, settings
 
-from . import TEMPLATES, Context, hostlock
+from . import TEMPLATES, Context, NotNeeded, hostlock
 
 
 class Digests(FactBase):
@@ -139,11 +139,26 @@ def digests(paths: list[str]) -> dict[str, str | None]:
     return {p: known.get(p) for p in paths}
 
 
+# Each file's place in the operation order (compat.at_position): the same on every host.
+_POSITIONS = {p: i for i, p in enumerate(sorted(MANAGED))}
+
+
+def _position(path: str) -> int:
+    found = _POSITIONS.get(path)
+    return found if found is not None else len(_POSITIONS) + int(sha256(path)[:8], 16)
+
+
 def files(specs: dict[str, tuple[str, str]], names: dict[str, str]) -> list:
     """Write several files of one area: {path: (text, mode)}, with operation names
-    {path: name}. Returns the operations."""
+    {path: name}. Returns the operations: NotNeeded for a file that already holds its text
+    (what :func:`file` would find when it runs)."""
     digests_now = digests(list(specs))
-    return [
-        file(name=names[path], path=path, text=text, digest=digests_now.get(path), mode=mode)
-        for path, (text, mode) in specs.items()
-    ]
+    out = []
+    for path, (text, mode) in specs.items():
+        digest = digests_now.get(path)
+        if digest == sha256(text):
+            out.append(NotNeeded(names[path]))
+            continue
+        with compat.at_position(host, _position(path)):
+            out.append(file(name=names[path], path=path, text=text, digest=digest, mode=mode))
+    return out

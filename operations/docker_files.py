@@ -24,7 +24,7 @@ from pyinfra.api import operation
 
 from dockguard import registry
 
-from . import Context, content, drift, hostpaths, safe, say, warn
+from . import Context, content, drift, hostpaths, registered, safe, say, warn, when
 from .hostpaths import DockerHostPaths
 
 SOCKET_DROPIN = registry.SOCKET_DROPIN
@@ -147,7 +147,8 @@ def configure(ctx: Context) -> list:
         {SOCKET_DROPIN: (content.render("etc/systemd/system/docker.socket.d/dockguard.conf.j2"), "644")},
         {SOCKET_DROPIN: "CIS 3.15/3.16: docker.socket creates docker.sock root:docker 0660"},
     )
-    reload_units(name="CIS 3.15/3.16: systemd reads the docker.socket drop-in", _if=socket.did_change)
+    when(registered(socket), reload_units, name="CIS 3.15/3.16: systemd reads the docker.socket drop-in",
+         _if=socket.did_change)  # fmt: skip
     perms = permissions(name=PERMISSIONS_OP, prepared=hostpaths.current(), earlier=[*earlier, socket])
     return [socket, perms]
 

@@ -30,7 +30,7 @@ from pyinfra.api.exceptions import DeployError, FactProcessError
 
 from dockguard import compat, identity, pki, registry, settings, systemd
 
-from . import Context, PerHost, content, drift, hostlock, platform, prefetch, safe, say, tls, userns, warn
+from . import Context, PerHost, content, drift, hostlock, platform, prefetch, safe, say, tls, userns, warn, when
 
 DAEMON_JSON = registry.DAEMON_JSON
 DEFAULTS_FILE = "/etc/default/docker"
@@ -1426,7 +1426,8 @@ def configure(ctx: Context) -> list:
         stale = []
     elif stale:
         drift("2.x", "; ".join(stale), operation=RESTART_OP)
-    keep = keep_known_good(name="dockerd: keep the current configuration to roll back to", live=live)
+    keep = when(not live.get("known_good"), keep_known_good,
+                name="dockerd: keep the current configuration to roll back to", live=live)  # fmt: skip
     changed = []
     if cfg["docker_userns_remap"] == "default":
         changed.append(userns.configure(cfg))
@@ -1467,11 +1468,12 @@ def configure(ctx: Context) -> list:
         raise HostRefused("/etc/docker is read-only (a read-only mount?): dockguard cannot write daemon.json; "
                           "make it writable, then run again")  # fmt: skip
     changed += content.files(specs, names)
-    changed.append(legacy_dropin(name="dockerd: drop-in under dockguard's old name removed",
-                                 present=now.get(LEGACY_DROPIN) is not None))  # fmt: skip
+    legacy = now.get(LEGACY_DROPIN) is not None
+    changed.append(when(legacy, legacy_dropin, name="dockerd: drop-in under dockguard's old name removed",
+                        present=legacy))  # fmt: skip
     if stopped:
         return [keep, *changed]
-    enable = enabled(name="dockerd: docker.service enabled", live=live)
+    enable = when(live.get("enabled") != "enabled", enabled, name="dockerd: docker.service enabled", live=live)
     from . import mac
 
     keep_running = bool(cfg["docker_live_restore"]) and not hiding_moves(live, cfg, conf)

@@ -160,7 +160,7 @@ def baseline_area(ctx: Context) -> list:
     if not cfg["lynis_enabled"]:
         return []
     live = ctx.read(REPORT_STATE)
-    packages.installed(
+    packages.ensure(
         name="CIS 1.2.1: Lynis installed",
         present=live["installed"],
         plat=platform.current(),

@@ -32,7 +32,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import server
 
-from . import Context, content, drift, packages, platform, say, warn
+from . import Context, content, drift, packages, platform, registered, say, warn, when
 
 PROFILE = "dockguard-default"
 PROFILE_FILE = platform.APPARMOR_PROFILE_FILE
@@ -79,7 +79,7 @@ APPARMOR_PACKAGES = ("apparmor", "apparmor-utils")
 
 def apparmor(cfg: dict[str, Any], plat: dict[str, Any]) -> list:
     missing = [p for p in APPARMOR_PACKAGES if p not in plat["packages"]]
-    inst = packages.installed(
+    inst = packages.ensure(
         name="CIS 5.1: AppArmor and its utilities installed",
         present=not missing,
         plat=plat,
@@ -100,7 +100,8 @@ def apparmor(cfg: dict[str, Any], plat: dict[str, Any]) -> list:
     if stale:
         mode = plat["apparmor"]["profiles"].get(PROFILE)
         drift("5.1", f"{PROFILE} is {'in ' + mode + ' mode' if mode else 'not loaded'}", operation=LOAD_OP)
-    load = apparmor_loaded(name=LOAD_OP, profile=PROFILE, path=PROFILE_FILE, _if=lambda: stale or profile.did_change())
+    load = when(stale or registered(profile), apparmor_loaded, name=LOAD_OP, profile=PROFILE, path=PROFILE_FILE,
+                _if=lambda: stale or profile.did_change())  # fmt: skip
     return [inst, profile, load]
 
 
@@ -133,7 +134,7 @@ def selinux_enforcing(plat: dict[str, Any]):
 def selinux(cfg: dict[str, Any], plat: dict[str, Any]) -> list:
     se = plat["selinux"]
     policy = "container-selinux" if plat.get("pkg") == "dnf" else "selinux-policy-default"
-    inst = packages.installed(
+    inst = packages.ensure(
         name="CIS 5.2: container-selinux installed",
         present=policy in plat["packages"],
         plat=plat,

@@ -15,7 +15,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from . import drift, platform
+from . import drift, platform, when
 
 # The EPEL repository (Lynis on the RHEL family comes from it).
 EPEL = "epel-release"
@@ -48,6 +48,11 @@ def installed(present: bool, plat: dict[str, Any], apt: str, dnf: str, epel: boo
         host.noop(f"{name} is installed")
         return
     yield StringCommand(install_command(plat, name.split(), epel=epel and plat.get("pkg") == "dnf"))
+
+
+def ensure(*, name: str, present: bool, **kwargs):
+    """:func:`installed`, registered only where something is missing (NotNeeded elsewhere)."""
+    return when(not present, installed, name=name, present=present, **kwargs)
 
 
 def docker_ce_repo(plat: dict[str, Any]) -> str:
