@@ -123,6 +123,14 @@ def test_pop_global_arguments_gives_what_pyinfras_own_gives(monkeypatch):
         {"_timeout": 5, "_retries": 2, "_success_exit_codes": [0, 1]},
         {"_sudo": "yes"},  # not a bool: pyinfra refuses it
         {"_retries": "many"},
+        # _if: a callable without arguments (its verdict kept per code object), or a list of them;
+        # a callable that needs an argument is refused, also after one from other code passed.
+        {"_if": lambda: False},
+        {"_if": lambda x: x},
+        {"_if": [lambda: True, lambda: False]},
+        {"_if": [lambda: True, lambda x: x]},
+        {"_if": lambda x=1: x},
+        {"_if": "not callable"},
     ]
     h1 = inventory.get_host("h1")
     for step in range(3):
@@ -153,3 +161,138 @@ def test_signature_is_inspects_own_kept_per_function():
     assert operation.signature is speedups.signature
     assert speedups.signature(op) == inspect.signature(op)
     assert speedups.signature(op) is speedups.signature(op)
+
+
+def test_make_hash_kept_per_order_is_pyinfras_own():
+    assert speedups.MAKE_HASH_PROBLEM is None
+    for obj in ([1, 2, 3], [7], [], [1, True], [True], ["a", 1], [[1, 2], 3], [1.0]):
+        assert speedups.make_hash(list(obj)) == speedups._original_make_hash(list(obj))
+        assert speedups.make_hash(list(obj)) == speedups._original_make_hash(list(obj))  # kept
+    assert speedups.make_hash([1]) != speedups.make_hash([True])  # pyinfra: a bool is a constant
+
+
+def test_print_prefix_and_noop_as_pyinfras_own(caplog):
+    import logging
+
+    from pyinfra.api import Config, Inventory, State
+
+    assert speedups.PREFIX_PROBLEM is None
+    inventory = Inventory((["h1", "a-much-longer-host-name"], {}))
+    State(inventory, Config())
+    for h in inventory:
+        for nested in (None, "op-hash"):
+            h.nested_executing_op_hash = nested
+            assert speedups._print_prefix(h) == speedups._original_prefix(h)
+            assert speedups._print_prefix(h) == speedups._original_prefix(h)  # kept
+        h.nested_executing_op_hash = None
+    styled = speedups._output._format_text
+    try:
+        speedups._output._format_text = lambda text, *a, **k: f"<{text}>"  # another styling: not the kept one
+        h1 = inventory.get_host("h1")
+        assert speedups._print_prefix(h1) == speedups._original_prefix(h1) and "<h1>" in speedups._print_prefix(h1)
+    finally:
+        speedups._output._format_text = styled
+    h1 = inventory.get_host("h1")
+    logger = logging.getLogger("pyinfra")
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        speedups._noop(h1, "nothing to do")
+        assert "nothing to do" not in caplog.text  # pyinfra logs it at debug: not shown, not built
+        h1.state.print_noop_info = True
+        speedups._noop(h1, "shown with -v")
+        assert "noop: shown with -v" in caplog.text
+        h1.state.print_noop_info = False
+    with caplog.at_level(logging.DEBUG, logger="pyinfra"):
+        assert logger.isEnabledFor(logging.DEBUG)
+        speedups._noop(h1, "shown at debug")
+        assert "noop: shown at debug" in caplog.text
+
+
+def test_connector_type_hints_kept_per_class():
+    import typing
+
+    from pyinfra.connectors.ssh import ConnectorData
+
+    speedups.install_early_speedups()
+    assert speedups._connector_base.get_type_hints is speedups._connector_type_hints
+    hints = speedups._connector_type_hints(ConnectorData)
+    assert hints == typing.get_type_hints(ConnectorData)
+    hints.clear()  # a caller's copy
+    assert speedups._connector_type_hints(ConnectorData) == typing.get_type_hints(ConnectorData)
+
+
+class _Transport:
+    def __init__(self, sock, active=True):
+        self.sock, self._active = sock, active
+
+    def is_active(self):
+        return self._active
+
+
+def _ssh_host(transport):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(connector=SimpleNamespace(client=SimpleNamespace(get_transport=lambda: transport)))
+
+
+def test_idle_transports_poll_less_often_and_nothing_else_is_touched():
+    import socket
+
+    polling, blocking = socket.socketpair()
+    closed, spare = socket.socketpair()
+    try:
+        polling.settimeout(0.1)  # paramiko's own
+        hosts = [
+            _ssh_host(_Transport(polling)),
+            _ssh_host(_Transport(blocking)),  # a blocking socket: someone else's choice
+            _ssh_host(_Transport(closed, active=False)),
+            _ssh_host(None),  # not connected
+            object(),  # another connector
+        ]
+        closed.settimeout(0.1)
+        assert speedups.quiet_transports(hosts) == 1
+        assert polling.gettimeout() == speedups.TRANSPORT_POLL_S
+        assert blocking.gettimeout() is None and closed.gettimeout() == 0.1
+    finally:
+        for s in (polling, blocking, closed, spare):
+            s.close()
+
+
+def test_early_speedups_from_config_py():
+    """config.py (read by pyinfra before it connects) installs them; each keeps paramiko's and
+    logging's answers: the MAC comparison gives the same verdicts."""
+    import hmac
+    import logging
+    from pathlib import Path
+
+    import paramiko
+    from paramiko import util
+
+    from dockguard import ROOT
+
+    exec(compile(Path(ROOT, "config.py").read_text(), "config.py", "exec"), {"__file__": "config.py"})
+    assert paramiko.Transport._active_check_timeout == speedups.TRANSPORT_POLL_S
+    assert util.constant_time_bytes_eq is hmac.compare_digest
+    assert not logging.logThreads and not logging.logProcesses
+    pairs = [(b"", b""), (b"abc", b"abc"), (b"abc", b"abd"), (b"abc", b"ab"), (bytes(32), bytes(32))]
+    for a, b in pairs:
+        assert util.constant_time_bytes_eq(a, b) == (len(a) == len(b) and a == b)
+    assert speedups.install_early_speedups()  # again: harmless
+
+
+def _orders(calls):
+    return [f(state) for f, state in calls]  # each from this very line, as pyinfra's wrapper calls it
+
+
+def test_same_order_through_the_state_proxy(monkeypatch):
+    from pyinfra.context import ctx_state
+
+    monkeypatch.setattr(speedups.pyinfra, "is_cli", True)
+    from types import SimpleNamespace
+
+    real = SimpleNamespace(current_deploy_filename=__file__, current_op_file_number=3)
+    with ctx_state.use(real):
+        from pyinfra import state
+
+        calls = [(speedups.get_operation_order_from_stack, state), (speedups.get_operation_order_from_stack, real)]
+        proxy, direct, theirs = _orders([*calls, (speedups._original, real)])
+    assert proxy == direct == theirs and proxy[0] == 3
