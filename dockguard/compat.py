@@ -314,7 +314,7 @@ if getattr(_operation, "signature", None) is not _signature:
     SIGNATURE_PROBLEM = "pyinfra.api.operation no longer uses inspect.signature"
 
 
-# The fifth: pyinfra hashes each operation's order (a list of line numbers, the same for every
+# The sixth: pyinfra hashes each operation's order (a list of line numbers, the same for every
 # host) with make_hash, a SHA-1 per element and one of their concatenation: 0.2 ms per operation
 # call. The hash of an order of plain ints is kept; anything else goes to pyinfra's make_hash.
 _original_make_hash = getattr(_operation, "make_hash", None)
@@ -377,7 +377,7 @@ def quiet_logging() -> None:
     logging.logMultiprocessing = False
 
 
-# The sixth: pyinfra logs a line per host and operation, each starting with the host's prefix
+# The seventh: pyinfra logs a line per host and operation, each starting with the host's prefix
 # ("[dh1] "), which Host.print_prefix styles anew each time (three click.style calls); and
 # Host.noop builds its debug line for every no-op even when debug lines are off. The prefix
 # is kept per host name, padding, nesting and styling function; noop builds its line only
@@ -413,7 +413,7 @@ if (
     PREFIX_PROBLEM = "pyinfra's Host.print_prefix or Host.noop is not the one dockguard's copy was written from"
 
 
-# The seventh: pyinfra reads each host's connector data by evaluating the type hints of the
+# The eighth: pyinfra reads each host's connector data by evaluating the type hints of the
 # connector's data class (typing.get_type_hints) for every host it connects to: 0.3 ms each.
 # The hints of a class, kept per class (a copy each call, as typing gives a new dict).
 _connector_base = importlib.import_module("pyinfra.connectors.base")
@@ -442,7 +442,7 @@ def install_early_speedups() -> list[str]:
       does it at the deploy for a run that did not read config.py);
     - paramiko compares each packet's MAC with the standard library's constant-time C
       comparison, ``hmac.compare_digest``, instead of its own Python loop over the bytes
-      (same answer, same constant time: about 0.1 ms per packet less);
+      (same answer, constant time as well: 0.16 instead of 10 microseconds per 32-byte MAC);
     - quiet_logging()."""
     done = []
     if ARGUMENTS_PROBLEM is None:  # the fact classes imported from here on are made faster too

@@ -21,6 +21,9 @@ def test_internals_are_present():
 
     assert "_sudo" in ConnectorArguments.__annotations__
     assert callable(make_inventory) and hasattr(ctx_host, "use") and hasattr(ctx_state, "use")
+    from pyinfra.api.host import Host
+
+    assert "self.loop_position" in inspect.getsource(Host)  # compat.at_position adds to it
     source = inspect.getsource(State)
     assert callable(State.fail_hosts)
     assert "self.active_hosts" in source and "self.failed_hosts" in source
