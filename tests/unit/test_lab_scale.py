@@ -214,3 +214,25 @@ def test_digests_come_from_one_sha256sum_and_a_bad_line_fails_that_host():
     for bad in ("xyz  /etc/a", f"{digest} /etc/a", f"{digest[:-1]}g  /etc/a", digest):
         with pytest.raises(FactProcessError):
             Digests().process([bad])
+
+
+def test_the_hosts_daily_timers_are_stopped_for_the_bench_and_started_again(tmp_path):
+    """TIMERS_OFF, run by a real sh against a systemctl that knows two active timers: it stops
+    each active one with its job, names them, and leaves the inactive ones alone."""
+    import subprocess
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = is-active ]; then case "$3" in lynis.timer|man-db.timer) exit 0;; esac; exit 3; fi\n'
+    )
+    fake.chmod(0o755)
+    out = subprocess.run(["sh", "-c", bench.TIMERS_OFF], env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert bench.stopped_timers(out + "\nnoise.timer junk") == ["lynis.timer", "man-db.timer"]
+    stops = [line for line in calls.read_text().splitlines() if line.startswith("stop")]
+    assert stops == ["stop lynis.timer lynis.service", "stop man-db.timer man-db.service"]
+    assert bench.timers_on(["lynis.timer", "man-db.timer"]) == "systemctl start lynis.timer man-db.timer"
+    assert bench.timers_on([]) == "true"
