@@ -1007,22 +1007,30 @@ def frozen(value: Any) -> Any:
     raise TypeError(f"not a plain value: {t.__name__}")
 
 
+def kept(store: dict, of: Any, compute: Callable[[], Any], limit: int = 1024) -> Any:
+    """``compute()``, kept in ``store`` per ``of`` (a plain value: its ``frozen`` key), for work a
+    fleet's hosts repeat on the same input; computed every time when ``of`` is not plain. The
+    store is emptied when it holds ``limit`` results."""
+    try:
+        key = frozen(of)
+    except TypeError:
+        return compute()
+    found = store.get(key)
+    if found is None:
+        if len(store) >= limit:
+            store.clear()
+        found = store[key] = compute()
+    return found
+
+
 _problems_of: dict = {}
 
 
 def problems(data: Mapping[str, Any]) -> list[str]:
     """Every problem with one host's data, as 'setting: message' lines. Kept per settings (the
     keys with a dockguard prefix: all it reads), which most hosts of a fleet share."""
-    try:
-        key = frozen({k: v for k, v in data.items() if k.startswith(PREFIXES)})
-    except TypeError:  # a value of another kind: checked every time
-        return _problems(data)
-    found = _problems_of.get(key)
-    if found is None:
-        if len(_problems_of) >= 1024:
-            _problems_of.clear()
-        found = _problems_of[key] = _problems(data)
-    return list(found)
+    ours = {k: v for k, v in data.items() if k.startswith(PREFIXES)}
+    return list(kept(_problems_of, ours, lambda: _problems(data)))
 
 
 def _problems(data: Mapping[str, Any]) -> list[str]:

@@ -65,16 +65,7 @@ _rendered: dict = {}
 def render(template: str, **data: Any) -> str:
     """A template under templates/, rendered as files.template would. Kept per template and data
     (every host renders the same few files, mostly from the same settings)."""
-    try:
-        key = (template, settings.frozen(data))
-    except TypeError:  # data of another kind: rendered every time
-        return get_template(str(TEMPLATES / template)).render(**data)
-    text = _rendered.get(key)
-    if text is None:
-        if len(_rendered) >= 1024:
-            _rendered.clear()
-        text = _rendered[key] = get_template(str(TEMPLATES / template)).render(**data)
-    return text
+    return settings.kept(_rendered, (template, data), lambda: get_template(str(TEMPLATES / template)).render(**data))
 
 
 def sha256(text: str) -> str:

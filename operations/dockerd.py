@@ -178,18 +178,9 @@ def command_line(live: dict[str, Any]) -> tuple[list[Word], list[str]]:
 
     Kept per content of the unit files and environment files it reads (several checks of a
     host ask for it, and a fleet's hosts mostly have the same files)."""
-    try:
-        key = settings.frozen((live.get("fragment"), live.get("dropins"), live.get("files")))
-        found = _command_lines.get(key)
-    except TypeError:  # something unhashable in the facts: computed every time
-        key, found = None, None
-    if found is None:
-        found = _command_line(live)
-        if key is not None:
-            if len(_command_lines) >= 256:
-                _command_lines.clear()
-            _command_lines[key] = found
-    return list(found[0]), list(found[1])
+    of = (live.get("fragment"), live.get("dropins"), live.get("files"))
+    words, problems = settings.kept(_command_lines, of, lambda: _command_line(live), limit=256)
+    return list(words), list(problems)
 
 
 def _command_line(live: dict[str, Any]) -> tuple[list[Word], list[str]]:
