@@ -77,7 +77,11 @@ def get_operation_order_from_stack(state, _start=None) -> list[int]:
 
 def _speedup_problem() -> str | None:
     """Why the operation-order speed-up cannot be installed on this pyinfra (None: it can)."""
-    if _original is None or getattr(_operation, "get_operation_order_from_stack", None) is not _original:
+    # Ours already installed (install_early_speedups ran) counts as in place, not as moved.
+    if _original is None or getattr(_operation, "get_operation_order_from_stack", None) not in (
+        _original,
+        get_operation_order_from_stack,
+    ):
         return "pyinfra.api.operation no longer calls util.get_operation_order_from_stack"
     try:
         params = list(inspect.signature(_original).parameters)

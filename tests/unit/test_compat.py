@@ -11,6 +11,14 @@ def test_the_speedup_applies_to_this_pyinfra():
     assert compat._speedup_problem() is None and compat.SPEEDUP_PROBLEM is None
 
 
+def test_the_speedup_still_applies_once_installed():
+    # Any test that ran a deploy has installed it already; the check must not then call it moved.
+    operation = importlib.import_module("pyinfra.api.operation")
+    compat.install_speedups()
+    assert operation.get_operation_order_from_stack is compat.get_operation_order_from_stack
+    assert compat._speedup_problem() is None
+
+
 def test_internals_are_present():
     operation = importlib.import_module("pyinfra.api.operation")
     assert hasattr(operation, "get_operation_order_from_stack")
